@@ -1,0 +1,1 @@
+"""llmserve: a vLLM inference service with a local judge, benchmark, quantization and tuning."""

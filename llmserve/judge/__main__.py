@@ -1,0 +1,5 @@
+"""`python -m llmserve.judge ...`: the same as eval_local.py."""
+
+from llmserve.judge.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,225 @@
+"""Command line of the judge (eval_local.py, python -m llmserve.judge, judge.sh)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from llmserve.judge import EXIT_INTERRUPTED, EXIT_SERVER, EXIT_USAGE, JudgeError
+from llmserve.judge.data import ALL_SPLITS
+
+if TYPE_CHECKING:  # the runner pulls in jieba, rouge and tqdm: imported once args are parsed
+    from llmserve.judge.runner import RunConfig, RunResult
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+RESULTS_ROOT = Path("results") / "judge"
+
+DESCRIPTION = """\
+Score a running /predict service the way the grading machine does: accuracy as jieba
+RougeL-F1 and speed as output tokens per second, plus latency percentiles.
+
+scores (both always reported, side by side):
+  cjk     RougeL F1 over jieba words (lower-cased; whitespace/punctuation dropped). Default.
+  compat  the reference implementation exactly: rouge_score's RougeScorer(["rougeL"]) on
+          " ".join(jieba.lcut(text)). Its tokenizer keeps only [a-z0-9] runs, so Chinese
+          words are invisible to it: an all-Chinese answer scores 0 even against itself.
+
+speed:
+  output tokens = each response re-encoded with the served model's tokenizer (from /info's
+  engine.model_dir, else --tokenizer, else $MODEL_DIR; local files only).
+  tokens/s wall   = output tokens / wall seconds of the run (HTTP and client time included).
+  tokens/s engine = output tokens / engine seconds, from the X-Engine-Seconds header. Each
+                    request's engine time is placed as [response time - X-Engine-Seconds,
+                    response time] and the union of those intervals is taken, so engine time
+                    shared by concurrent requests is counted once (for sequential and batch
+                    runs the union equals the sum; the sum is in summary.json too).
+  latency p50/p90/p99 is per HTTP request (in --batch mode, per batch).
+
+data: data.jsonl lines ({"messages": [user, assistant]}, {"question", "answer"} or
+  {"prompt", "reference"}, each with optional "id" and "split"), or a .docx of
+  问题：/答案： paragraphs. --split keeps the items of that split when the data has splits
+  (items without a split then belong to none and are skipped); data without any split is
+  used whole. --split all uses everything.
+
+output (in --out, default results/judge/<timestamp>/):
+  details.jsonl   one line per item, appended and flushed as it arrives
+  summary.json    scores, tokens/s, latency, gates, /info snapshot, git commit, hardware
+  sessions.jsonl  the settings of each invocation (a resumed run has several)
+  server.log      with --start
+An interrupted run keeps what it scored: rerun with --resume (and the same --out; without
+--out, the newest folder in results/judge/) to score only the rest.
+
+exit codes: 0 passed (or no gates), 2 bad arguments or data, 3 a gate failed
+(--min-score/--min-tps), 4 server down, failed to start or kept failing, 130 interrupted.
+"""
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eval_local.py",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    where = parser.add_argument_group("server")
+    where.add_argument("--url", default=DEFAULT_URL, help="the service (default %(default)s)")
+    where.add_argument("--start", action="store_true",
+                       help="start a server with the current environment (bash run_model.sh, on "
+                       "127.0.0.1 and a free port), evaluate, then stop it")
+    where.add_argument("--start-timeout", type=float, default=900.0, metavar="S",
+                       help="seconds --start waits for the server to be healthy (%(default)s)")
+    where.add_argument("--wait", type=float, default=30.0, metavar="S",
+                       help="seconds to retry GET / before giving up (%(default)s)")
+    where.add_argument("--timeout", type=float, default=600.0, metavar="S",
+                       help="seconds one /predict request may take (%(default)s)")
+    where.add_argument("--retries", type=int, default=5,
+                       help="retries of a failed request, with exponential back-off "
+                       "(%(default)s)")
+
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", type=Path, default=Path("data.jsonl"),
+                      help="jsonl or .docx (default %(default)s)")
+    data.add_argument("--split", default="test",
+                      help=f"split to evaluate, or {ALL_SPLITS!r} (default %(default)s)")
+    data.add_argument("--limit", type=positive_int, help="only the first N selected items")
+
+    mode = parser.add_argument_group("mode (default: sequential single requests)")
+    mode.add_argument("--batch", action="store_true",
+                      help='send lists: {"prompt": [...]} of --batch-size prompts per request')
+    mode.add_argument("--batch-size", type=positive_int, metavar="N",
+                      help="prompts per batch request (default: the server's max_batch_prompts)")
+    mode.add_argument("--concurrency", type=positive_int, default=1, metavar="N",
+                      help="requests in flight at once (default %(default)s)")
+
+    out = parser.add_argument_group("output")
+    out.add_argument("--out", type=Path, help="output folder (default results/judge/<timestamp>)")
+    out.add_argument("--resume", action="store_true",
+                     help="continue the run in --out, scoring only the items not yet there")
+    out.add_argument("--tokenizer", type=Path, metavar="DIR",
+                     help="checkpoint directory whose tokenizer counts output tokens")
+    out.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    gates = parser.add_argument_group("gates (exit code 3 when one fails)")
+    gates.add_argument("--scorer", choices=("cjk", "compat"), default="cjk",
+                       help="the scorer --min-score checks (default %(default)s)")
+    gates.add_argument("--min-score", type=float, metavar="F",
+                       help="fail below this mean RougeL-F1 (0..1)")
+    gates.add_argument("--min-tps", type=float, metavar="TPS",
+                       help="fail below this many output tokens/s")
+    gates.add_argument("--tps-basis", choices=("auto", "engine", "wall"), default="auto",
+                       help="which tokens/s --min-tps checks; auto: engine when the server "
+                       "reports X-Engine-Seconds, else wall (default %(default)s)")
+    return parser
+
+
+def newest_run(root: Path = RESULTS_ROOT) -> Path:
+    runs = sorted(p.parent for p in root.glob("*/details.jsonl"))
+    if not runs:
+        raise JudgeError(f"--resume without --out: no run in {root}/ to resume")
+    return runs[-1]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # Imported after parsing so that --help is instant (jieba, rouge, tqdm load slowly).
+    from llmserve.judge.client import ServerDown, ServerError
+    from llmserve.judge.environment import timestamp
+    from llmserve.judge.report import render
+    from llmserve.judge.runner import RunConfig, Runner
+
+    out: Path | None = None
+    try:
+        if args.batch_size is not None and not args.batch:
+            raise JudgeError("--batch-size needs --batch")
+        if args.out is not None:
+            out = args.out
+        elif args.resume:
+            out = newest_run()
+        else:
+            out = RESULTS_ROOT / timestamp()
+        config = RunConfig(
+            url=args.url, data=args.data, out=out, split=args.split, limit=args.limit,
+            batch=args.batch, batch_size=args.batch_size, concurrency=args.concurrency,
+            timeout=args.timeout, retries=args.retries, wait=args.wait, resume=args.resume,
+            tokenizer=args.tokenizer, scorer=args.scorer, min_score=args.min_score,
+            min_tps=args.min_tps, tps_basis=args.tps_basis,
+            progress=not args.no_progress and sys.stderr.isatty(),
+        )
+        if args.start:
+            result = _run_with_server(config, args.start_timeout)
+        else:
+            result = Runner(config).run()
+    except ServerDown as error:
+        _error(str(error))
+        if not args.start:
+            print("  no server is answering there: start one with `bash run_model.sh` (in "
+                  "another terminal), or let the judge start one: `bash judge.sh --start`",
+                  file=sys.stderr)
+        return EXIT_SERVER
+    except ServerError as error:
+        _error(str(error))
+        _resume_hint(out)
+        return EXIT_SERVER
+    except JudgeError as error:
+        _error(str(error))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _error("interrupted")
+        _resume_hint(out)
+        return EXIT_INTERRUPTED
+    render(result.summary)
+    for gate in result.gates:
+        print(gate.describe())
+    print(f"details and summary: {result.out}/")
+    return result.exit_code
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through `finally`, which stops our server
+
+
+def _run_with_server(config: RunConfig, start_timeout: float) -> RunResult:
+    from llmserve.judge.client import ServerError
+    from llmserve.judge.runner import Runner
+    from llmserve.process import REPO_ROOT, ServerFailed, ServerProcess, free_port
+
+    signal.signal(signal.SIGTERM, _terminate)
+    port = free_port()  # never the user's PORT: a server already there would answer for ours
+    config.url = f"http://127.0.0.1:{port}"
+    config.out.mkdir(parents=True, exist_ok=True)
+    log = config.out / "server.log"
+    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port)}
+    print(f"starting a server on port {port} (log {log}) ...", file=sys.stderr)
+    server = ServerProcess(["bash", str(REPO_ROOT / "run_model.sh")], health_url=config.url + "/",
+                           env=env, log_path=log, start_timeout=start_timeout)
+    try:
+        server.start()
+    except ServerFailed as error:
+        server.stop()
+        raise ServerError(f"--start: {error}") from None
+    try:
+        return Runner(config).run()
+    finally:
+        server.stop()
+
+
+def _error(message: str) -> None:
+    print(f"judge: error: {message}", file=sys.stderr)
+
+
+def _resume_hint(out: Path | None) -> None:
+    if out is not None and (out / "details.jsonl").exists():
+        print(f"  the items scored so far are kept: continue with --resume --out {out}",
+              file=sys.stderr)

@@ -1,0 +1,56 @@
+"""Shared fixtures: one real server (real vLLM engine, real model, real HTTP) per test session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from llmserve.process import ServerProcess, free_port, uvicorn_command
+
+# Test engines start eager (no torch.compile) and small: start-up time dominates the suite.
+TEST_ENV = {
+    "ENFORCE_EAGER": "1",
+    "MAX_MODEL_LEN": "1024",
+    "MAX_NEW_TOKENS": "32",
+    "MAX_BATCH_PROMPTS": "64",
+    "GPU_MEMORY_UTILIZATION": "0.1",
+    "HF_HUB_OFFLINE": "1",
+    "VLLM_NO_USAGE_STATS": "1",
+}
+
+
+@dataclass
+class Server:
+    url: str
+    process: ServerProcess
+    log: Path
+
+    def client(self, timeout: float = 300.0) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=timeout)
+
+
+def start_server(tmp_dir: Path, name: str, **env: str) -> Server:
+    port = free_port()
+    log = tmp_dir / f"{name}.log"
+    process = ServerProcess(
+        uvicorn_command("127.0.0.1", port),
+        health_url=f"http://127.0.0.1:{port}/",
+        env={**os.environ, **TEST_ENV, **env},
+        log_path=log,
+    ).start()
+    return Server(url=f"http://127.0.0.1:{port}", process=process, log=log)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The session's shared server with the test settings above."""
+    srv = start_server(tmp_path_factory.mktemp("server"), "server")
+    try:
+        yield srv
+    finally:
+        srv.process.stop()
