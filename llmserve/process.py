@@ -6,6 +6,7 @@ server for a while. A busy port is never freed by killing its owner: callers tak
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -54,6 +55,7 @@ class ServerProcess:
         self.cwd = cwd
         self.start_timeout = start_timeout
         self.process: subprocess.Popen[bytes] | None = None
+        self.health_codes: list[int] = []  # what / answered while we waited, for diagnosis
 
     def start(self) -> ServerProcess:
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
@@ -78,17 +80,20 @@ class ServerProcess:
         with httpx.Client(timeout=5.0) as client:
             while time.monotonic() < deadline:
                 try:
-                    if client.get(self.health_url).status_code == 200:
+                    code = client.get(self.health_url).status_code
+                    self.health_codes.append(code)
+                    if code == 200:
                         return
                 except httpx.TransportError:
                     pass
                 # Waiting on the process doubles as the poll interval and notices an early exit.
                 try:
-                    code = self.process.wait(timeout=1.0)
+                    exit_code = self.process.wait(timeout=1.0)
                 except subprocess.TimeoutExpired:
                     continue
-                raise ServerFailed(f"server exited with code {code} before it was healthy"
-                                   f"{self._log_hint()}")
+                raise ServerFailed(
+                    f"server exited with code {exit_code} before it was healthy{self._log_hint()}"
+                )
         self.stop()
         raise ServerFailed(f"server not healthy after {self.start_timeout:.0f} s{self._log_hint()}")
 
@@ -120,10 +125,8 @@ class ServerProcess:
 
     def _signal_group(self, sig: signal.Signals) -> None:
         assert self.process is not None
-        try:
+        with contextlib.suppress(ProcessLookupError):  # the group already ended
             os.killpg(self.process.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def __enter__(self) -> ServerProcess:
         return self.start()

@@ -17,9 +17,6 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SpeculativeMethod = Literal["none", "ngram", "draft"]
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
-# vLLM's own cache dtypes (vllm.config.cache.CacheDType), kept here so that settings
-# validate without importing vLLM; a unit test checks the two lists agree.
-KV_CACHE_DTYPES = ("auto", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2", "fp8_inc", "fp8_ds_mla")
 
 
 class Settings(BaseSettings):
@@ -41,7 +38,8 @@ class Settings(BaseSettings):
         Path("model"), description="Where download_model.py puts MODEL_ID checkpoints."
     )
     cache_dir: Path = Field(
-        Path.home() / ".cache" / "llmserve",
+        Path("~/.cache/llmserve"),
+        validate_default=True,
         description="Where the embedded model is converted to a HF checkpoint (once).",
     )
     # --- engine ------------------------------------------------------------------------
@@ -69,7 +67,7 @@ class Settings(BaseSettings):
         "Unset: read from the checkpoint's config.",
     )
     load_format: str = Field("auto", description="vLLM load format (auto, safetensors, ...).")
-    kv_cache_dtype: str = Field("auto", description="KV cache dtype: " + ", ".join(KV_CACHE_DTYPES))
+    kv_cache_dtype: str = Field("auto", description="KV cache dtype (auto, fp8, fp8_e5m2, ...).")
     speculative_method: SpeculativeMethod = Field(
         "none", description="Speculative decoding: none, ngram (prompt lookup) or draft."
     )
@@ -119,6 +117,11 @@ class Settings(BaseSettings):
             return [value] if value else []
         return value
 
+    @field_validator("cache_dir", "models_root")
+    @classmethod
+    def _expand_user(cls, value: Path) -> Path:
+        return value.expanduser()
+
     @field_validator("quantization", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
@@ -137,8 +140,9 @@ class Settings(BaseSettings):
     @field_validator("kv_cache_dtype")
     @classmethod
     def _known_kv_cache_dtype(cls, value: str) -> str:
-        if value not in KV_CACHE_DTYPES:
-            raise ValueError(f"unknown KV cache dtype {value!r}; known: {', '.join(KV_CACHE_DTYPES)}")
+        known = kv_cache_dtypes() if value != "auto" else ["auto"]
+        if value not in known:
+            raise ValueError(f"unknown KV cache dtype {value!r}; known: {', '.join(known)}")
         return value
 
     @field_validator("model_dir", "speculative_draft_model", "warmup_data")
@@ -174,6 +178,15 @@ def quantization_methods() -> list[str]:
     from vllm.model_executor.layers.quantization import QUANTIZATION_METHODS
 
     return list(QUANTIZATION_METHODS)
+
+
+def kv_cache_dtypes() -> list[str]:
+    """vLLM's KV cache dtypes (imported lazily, like quantization_methods)."""
+    from typing import get_args
+
+    from vllm.config.cache import CacheDType
+
+    return list(get_args(CacheDType))
 
 
 def describe_error(error: ValidationError) -> str:

