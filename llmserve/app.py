@@ -26,7 +26,7 @@ from llmserve.schema import BadRequest, parse_predict
 from llmserve.settings import Settings, load_settings
 from llmserve.warmup import warmup_prompts
 
-log = logging.getLogger("llmserve")
+log = logging.getLogger("uvicorn.error")  # uvicorn configures this one: our lines show
 
 
 class State(str, Enum):

@@ -93,3 +93,18 @@ def test_bad_input_then_good(server: Server, body: bytes, status: int) -> None:
         assert bad.json()["error"]
         good = predict(client, "Name one GPU vendor.")
         assert good.status_code == 200 and good.json()["response"]
+
+
+def test_warm_up_runs_before_ready(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A server with WARMUP_DATA is healthy only after the warm-up prompts ran."""
+    from tests.conftest import start_server
+
+    data = tmp_path / "warm.jsonl"
+    data.write_text('{"question": "Say hi.", "answer": "hi"}\n' * 3)
+    warm = start_server(tmp_path, "warm", WARMUP_DATA=str(data), WARMUP_SAMPLES="2")
+    try:
+        with warm.client() as client:
+            assert client.get("/").status_code == 200
+    finally:
+        warm.process.stop()
+    assert "warming up with 2 prompts" in warm.log.read_text()
