@@ -81,7 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--start-timeout", type=float, default=900.0, metavar="S",
                        help="seconds --start waits for the server to be healthy (%(default)s)")
     where.add_argument("--wait", type=float, default=30.0, metavar="S",
-                       help="seconds to retry GET / before giving up (%(default)s)")
+                       help="seconds to retry GET / while nothing answers (%(default)s)")
+    where.add_argument("--wait-loading", type=float, default=900.0, metavar="S",
+                       help="seconds to wait while GET / answers 503, i.e. the engine is "
+                       "loading (%(default)s)")
     where.add_argument("--timeout", type=float, default=600.0, metavar="S",
                        help="seconds one /predict request may take (%(default)s)")
     where.add_argument("--retries", type=int, default=5,
@@ -152,7 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = RunConfig(
             url=args.url, data=args.data, out=out, split=args.split, limit=args.limit,
             batch=args.batch, batch_size=args.batch_size, concurrency=args.concurrency,
-            timeout=args.timeout, retries=args.retries, wait=args.wait, resume=args.resume,
+            timeout=args.timeout, retries=args.retries, wait=args.wait,
+            wait_loading=args.wait_loading, resume=args.resume,
             tokenizer=args.tokenizer, scorer=args.scorer, min_score=args.min_score,
             min_tps=args.min_tps, tps_basis=args.tps_basis,
             progress=not args.no_progress and sys.stderr.isatty(),

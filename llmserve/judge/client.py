@@ -7,6 +7,7 @@ or behind a proxy). Not retried: other 4xx/5xx, which a second try would not cha
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,6 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_attempt,
-    stop_after_delay,
     wait_exponential,
 )
 
@@ -97,7 +97,11 @@ class JudgeClient:
         await self._client.aclose()
 
     def _retrying(
-        self, what: str, stop: Any, failure: type[ServerError] = ServerError
+        self,
+        what: str,
+        stop: Any,
+        failure: type[ServerError] = ServerError,
+        backoff_max: float | None = None,
     ) -> AsyncRetrying:
         def give_up(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
@@ -106,16 +110,34 @@ class JudgeClient:
                 f"{_describe(error)}"
             ) from error
 
+        said: list[str] = []
+
+        def say_retry(state: RetryCallState) -> None:
+            # Silence for minutes would look like a hang, so say what is being waited on;
+            # once per distinct reason, not once per poll of a loading server.
+            error = state.outcome.exception() if state.outcome else None
+            reason = _describe(error)
+            if said and said[-1] == reason:
+                return
+            said.append(reason)
+            print(f"judge: {what} at {self.url}: {reason}; retrying", file=sys.stderr)
+
         return AsyncRetrying(
             retry=retry_if_exception(_retryable),
             stop=stop,
-            wait=wait_exponential(multiplier=0.5, max=self.backoff_max),
+            wait=wait_exponential(multiplier=0.5, max=backoff_max or self.backoff_max),
+            before_sleep=say_retry,
             retry_error_callback=give_up,
             reraise=False,
         )
 
-    async def wait_healthy(self, wait_s: float) -> dict[str, Any]:
-        """GET / until it is 200, retrying for up to `wait_s` seconds (a loading server)."""
+    async def wait_healthy(self, wait_s: float, loading_s: float) -> dict[str, Any]:
+        """GET / until it is 200.
+
+        No answer at all is retried for `wait_s` seconds (a server still starting up); a
+        server answering 503 is loading its engine, which takes minutes, so it gets
+        `loading_s` seconds.
+        """
 
         async def once() -> dict[str, Any]:
             response = await self._client.get("/")
@@ -125,8 +147,14 @@ class JudgeClient:
                 raise ServerError(f"GET {self.url}/ is {response.status_code}, expected 200")
             return dict(response.json())
 
-        stop = stop_after_delay(wait_s)
-        async for attempt in self._retrying("health check", stop, ServerDown):
+        def stop(state: RetryCallState) -> bool:
+            error = state.outcome.exception() if state.outcome else None
+            limit = loading_s if isinstance(error, _Retryable) else wait_s
+            pause = state.upcoming_sleep
+            return state.seconds_since_start + pause >= limit
+
+        # Polls at most 5 s apart: a loading server should be used soon after it is ready.
+        async for attempt in self._retrying("health check", stop, ServerDown, 5.0):
             with attempt:
                 return await once()
         raise AssertionError("unreachable")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -19,7 +20,7 @@ def render(summary: dict[str, Any], console: Console | None = None) -> None:
     scores = results["scores"]
     main = summary["scorer"]
 
-    table = Table(title=f"judge: {run['mode']} on {run['data']} [{run['split']}]",
+    table = Table(title=escape(f"judge: {run['mode']} on {run['data']} [{run['split']}]"),
                   show_header=True, header_style="bold")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -27,8 +28,8 @@ def render(summary: dict[str, Any], console: Console | None = None) -> None:
     for name in ("cjk", "compat"):
         note = "gated scorer" if name == main else ""
         if name == "compat" and results["compat_blind_items"]:
-            note = (f"{results['compat_blind_items']} of {results['items']} references have "
-                    "no [a-z0-9] token: scored 0 whatever the answer")
+            note = escape(f"{results['compat_blind_items']} of {results['items']} references "
+                          "have no [a-z0-9] token: scored 0 whatever the answer")
         table.add_row(f"RougeL-F1 {name}", _num(scores[name], 4), note)
     table.add_row("items / requests", f"{results['items']} / {results['requests']}",
                   f"{results['sessions']} session(s)")
@@ -45,6 +46,6 @@ def render(summary: dict[str, Any], console: Console | None = None) -> None:
                   "per request" + (" (a whole batch each)" if "batch" in run["mode"] else ""))
     for gate in summary["gates"]:
         verdict = "[green]pass[/green]" if gate["passed"] else "[bold red]FAIL[/bold red]"
-        table.add_row(f"gate {gate['name']}", _num(gate["value"], 4),
+        table.add_row(escape(f"gate {gate['name']}"), _num(gate["value"], 4),
                       f"{verdict} (min {gate['threshold']:g})")
     console.print(table)

@@ -57,7 +57,8 @@ class RunConfig:
     concurrency: int = 1
     timeout: float = 600.0
     retries: int = 5
-    wait: float = 30.0  # seconds to wait for GET / to become 200
+    wait: float = 30.0  # seconds to wait for a server that does not answer at all
+    wait_loading: float = 900.0  # seconds to wait for a server answering 503 (loading)
     resume: bool = False
     tokenizer: Path | None = None
     scorer: str = DEFAULT_SCORER
@@ -129,7 +130,7 @@ class Runner:
         done = prepare_details(config, items)
         client = JudgeClient(config.url, config.timeout, config.retries, config.concurrency)
         try:
-            health = await client.wait_healthy(config.wait)
+            health = await client.wait_healthy(config.wait, config.wait_loading)
             info = await client.info()
             tokenizer_dir, tokenizer_source = find_tokenizer_dir(config.tokenizer, info)
             count = load_counter(tokenizer_dir)
