@@ -1,0 +1,204 @@
+"""Command line of the benchmark (bench.py)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from llmserve.bench import BenchError
+from llmserve.bench.config import FULL, PHASES, QUICK, SYSTEMS, BenchConfig
+
+RESULTS_ROOT = Path("results") / "bench"
+EXIT_FAILED = 1  # a system failed; the others' figures are in the record
+EXIT_USAGE = 2
+
+DESCRIPTION = f"""\
+Throughput and latency of this service's /predict against raw vLLM, `vllm serve` and
+transformers: same model, same templated prompt token ids, same engine settings, one run.
+
+systems (--systems, comma-separated; all by default):
+  vllm-offline        vllm.LLM.generate in its own process: the limit of any vLLM wrapper,
+                      and the reference every ratio divides by
+  predict-list        /predict with all N prompts in one list request
+  predict-concurrent  /predict with N single requests, C in flight
+  vllm-serve          vLLM's OpenAI server (/v1/completions, token ids), C in flight
+  transformers        transformers generate, left-padded batches of --hf-batch-size
+They run one after another, each in its own process group, stopped before the next starts.
+
+throughput: each row runs --warmup excluded runs, then --repeats runs of N prompts (every run
+  its own prompts, so no prefix-cache hits across runs); figures are median [min–max] of
+  output tokens/s and seconds. Output tokens are the engines' own counts of output token ids.
+latency: --batch-size prompts of --input-len tokens generating --output-len tokens, one
+  warm-up then --latency-iters iterations: TTFT, TPOT = (e2e - TTFT) / (tokens - 1), e2e
+  p50/p99, weight MB (checkpoint tensors; transformers: its parameters) and peak RSS (and GPU)
+  MB of the system's process tree. TTFT is a 1-token generation of other prompts of the same
+  size, except /predict (it takes no per-request limit): there it is X-Engine-TTFT plus all
+  time outside the engine, an upper bound.
+
+presets: --quick {QUICK.num_prompts} prompts x {QUICK.input_len} in / {QUICK.output_len} out, \
+eager engines (all vLLM systems alike), {QUICK.latency_iters} latency iterations;
+  default {FULL.num_prompts} x {FULL.input_len} / {FULL.output_len}, engines as ENFORCE_EAGER \
+says, {FULL.latency_iters} iterations.
+  Any size flag overrides the preset. Engine settings come from the service's environment
+  variables (MAX_NUM_SEQS, DTYPE, GPU_MEMORY_UTILIZATION, ...); MAX_NEW_TOKENS and IGNORE_EOS
+  are set from --output-len and --ignore-eos for every system.
+
+CPU: unless --no-cpu-env, the engines get llmserve.cpu_env's defaults (what run_model.sh
+  exports), for variables not already set.
+
+output (--out, default results/bench/<timestamp>/): record.json (rewritten after every
+  figure: hardware, packages, settings, git commit, figures), results.md, chart.png and a log
+  per system. The markdown table is printed too.
+exit codes: 0 done, 1 a system failed (the others' figures are kept), 2 bad arguments.
+"""
+
+
+def parse_systems(text: str) -> tuple[str, ...]:
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    unknown = [n for n in names if n not in SYSTEMS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown system(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(SYSTEMS)}"
+        )
+    return tuple(s for s in SYSTEMS if s in names)  # run order is fixed, not the flag's
+
+
+def parse_phases(text: str) -> tuple[str, ...]:
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    if not names or any(n not in PHASES for n in names):
+        raise argparse.ArgumentTypeError(f"phases are {', '.join(PHASES)}")
+    return tuple(p for p in PHASES if p in names)
+
+
+def parse_env(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python bench.py", description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--quick", action="store_true", help="small sizes, eager engines")
+    p.add_argument("--systems", type=parse_systems, default=SYSTEMS,
+                   help=f"comma-separated subset of {','.join(SYSTEMS)}")
+    p.add_argument("--phases", type=parse_phases, default=PHASES,
+                   help="throughput, latency or both (default)")
+    p.add_argument("--source", choices=("synthetic", "data"), default="synthetic",
+                   help="throughput prompts: synthetic of exactly --input-len tokens "
+                   "(default), or the questions of --data")
+    p.add_argument("--data", type=Path, default=Path("data.jsonl"),
+                   help="data file for --source data (judge formats)")
+    p.add_argument("--num-prompts", "-n", type=positive, help="prompts per throughput run (N)")
+    p.add_argument("--input-len", type=positive, help="prompt tokens after templating")
+    p.add_argument("--output-len", type=positive, help="output tokens per prompt (at most, "
+                   "exactly with --ignore-eos)")
+    p.add_argument("--concurrency", "-c", type=positive,
+                   help="requests in flight for the concurrent rows (C); default "
+                   "min(N, MAX_NUM_SEQS)")
+    p.add_argument("--ignore-eos", action=argparse.BooleanOptionalAction, default=True,
+                   help="every system generates exactly --output-len tokens (default on)")
+    p.add_argument("--repeats", type=positive, default=3, help="measured runs per row")
+    p.add_argument("--warmup", type=int, default=1, help="excluded runs before them")
+    p.add_argument("--batch-size", type=positive, help="latency batch size")
+    p.add_argument("--latency-iters", type=positive, help="measured latency iterations")
+    p.add_argument("--hf-batch-size", type=positive, help="transformers batch; default C")
+    p.add_argument("--eager", action=argparse.BooleanOptionalAction, default=None,
+                   help="ENFORCE_EAGER for all vLLM systems (default: on with --quick, else "
+                   "the environment's)")
+    p.add_argument("--cpu-env", action=argparse.BooleanOptionalAction, default=True,
+                   help="apply llmserve.cpu_env defaults on CPU (default on)")
+    p.add_argument("--env", type=parse_env, action="append", default=[], metavar="KEY=VALUE",
+                   help="extra environment for every system (repeatable), e.g. for tuning")
+    p.add_argument("--out", type=Path, help="results folder")
+    p.add_argument("--start-timeout", type=float, default=900.0,
+                   help="seconds a system may take to start")
+    p.add_argument("--report", type=Path, metavar="RECORD",
+                   help="only render results.md and chart.png of an existing record.json")
+    return p
+
+
+def config_from(args: argparse.Namespace) -> BenchConfig:
+    from llmserve.judge.environment import timestamp
+
+    preset = QUICK if args.quick else FULL
+    out = args.out or RESULTS_ROOT / (timestamp() + ("-quick" if args.quick else ""))
+    return BenchConfig(
+        systems=args.systems,
+        phases=args.phases,
+        source=args.source,
+        data=args.data,
+        num_prompts=args.num_prompts or preset.num_prompts,
+        input_len=args.input_len or preset.input_len,
+        output_len=args.output_len or preset.output_len,
+        concurrency=args.concurrency,
+        ignore_eos=args.ignore_eos,
+        repeats=args.repeats,
+        warmup=max(args.warmup, 0),
+        batch_size=args.batch_size or preset.batch_size,
+        latency_iters=args.latency_iters or preset.latency_iters,
+        hf_batch_size=args.hf_batch_size,
+        quick=args.quick,
+        eager=args.eager if args.eager is not None else (True if args.quick else None),
+        cpu_env=args.cpu_env,
+        out=out,
+        start_timeout=args.start_timeout,
+        extra_env=dict(args.env),
+    )
+
+
+def render(record_path: Path, console: Console) -> str:
+    """results.md and chart.png next to the record; returns the markdown."""
+    from llmserve.bench.chart import draw
+    from llmserve.bench.record import markdown, write_atomic
+
+    data = json.loads(record_path.read_text())
+    text = markdown(data)
+    write_atomic(record_path.with_name("results.md"), text + "\n")
+    chart = draw(data, record_path.with_name("chart.png"))
+    console.print(f"written: {record_path.with_name('results.md')}"
+                  + (f", {chart}" if chart else ""), highlight=False)
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=True)
+    if args.report:
+        if not args.report.is_file():
+            console.print(f"error: {args.report} does not exist")
+            return EXIT_USAGE
+        print(render(args.report, console))
+        return 0
+    config = config_from(args)
+    config.out.mkdir(parents=True, exist_ok=True)
+
+    from llmserve.bench.runner import Runner
+
+    try:
+        record = asyncio.run(Runner(config, console).run())
+    except BenchError as error:
+        console.print(f"error: {error}", highlight=False)
+        return EXIT_USAGE
+    print(render(record.path, console))
+    return 0 if record.data["status"] == "complete" else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

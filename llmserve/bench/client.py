@@ -1,0 +1,98 @@
+"""HTTP calls the benchmark makes: /predict of this service and /v1/completions of vllm serve.
+
+Each call is timed on the client's monotonic clock, from send to the whole body received.
+Output tokens come from the servers' own counts (X-Output-Tokens; usage.completion_tokens),
+both the length of the engine's output token ids, as the offline systems count them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+
+from llmserve.bench import BenchError
+
+T = TypeVar("T")
+REQUEST_TIMEOUT = httpx.Timeout(3600.0, connect=30.0)
+
+
+@dataclass(frozen=True)
+class Reply:
+    seconds: float
+    output_tokens: int
+    engine_seconds: float | None = None  # X-Engine-Seconds
+    engine_ttft: float | None = None  # X-Engine-TTFT
+    prompt_tokens: int | None = None  # usage.prompt_tokens (vllm serve)
+
+
+def _check(response: httpx.Response, what: str) -> None:
+    if response.status_code != 200:
+        raise BenchError(f"{what} answered {response.status_code}: {response.text[:300]}")
+
+
+def _float(response: httpx.Response, name: str) -> float | None:
+    value = response.headers.get(name)
+    return float(value) if value is not None else None
+
+
+async def predict(client: httpx.AsyncClient, prompt: str | list[str]) -> Reply:
+    """One /predict call: a string, or a list sent as one request."""
+    start = time.perf_counter()
+    response = await client.post("/predict", json={"prompt": prompt})
+    seconds = time.perf_counter() - start
+    _check(response, "/predict")
+    tokens = response.headers.get("X-Output-Tokens")
+    if tokens is None:
+        raise BenchError("/predict sent no X-Output-Tokens header")
+    return Reply(
+        seconds=seconds,
+        output_tokens=int(tokens),
+        engine_seconds=_float(response, "X-Engine-Seconds"),
+        engine_ttft=_float(response, "X-Engine-TTFT"),
+    )
+
+
+def completion_body(
+    model: str, prompt: list[int] | list[list[int]], max_tokens: int, sampling: dict[str, Any]
+) -> dict[str, Any]:
+    """An OpenAI completions body with vLLM's extra sampling fields, unset ones left out."""
+    body = {key: value for key, value in sampling.items() if value is not None}
+    body.update(model=model, prompt=prompt, max_tokens=max_tokens)
+    return body
+
+
+async def completion(client: httpx.AsyncClient, body: dict[str, Any]) -> Reply:
+    """One /v1/completions call (token ids in, so no tokenization differs from /predict)."""
+    start = time.perf_counter()
+    response = await client.post("/v1/completions", json=body)
+    seconds = time.perf_counter() - start
+    _check(response, "/v1/completions")
+    usage = response.json()["usage"]
+    return Reply(
+        seconds=seconds,
+        output_tokens=int(usage["completion_tokens"]),
+        prompt_tokens=int(usage["prompt_tokens"]),
+    )
+
+
+async def run_limited(calls: Sequence[Callable[[], Awaitable[T]]], concurrency: int) -> list[T]:
+    """Run the calls with at most `concurrency` in flight; results in call order."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(call: Callable[[], Awaitable[T]]) -> T:
+        async with gate:
+            return await call()
+
+    return await asyncio.gather(*(one(call) for call in calls))
+
+
+def async_client(base_url: str, concurrency: int) -> httpx.AsyncClient:
+    """A client with a pooled connection per concurrent call; the timeout is generous because
+    a whole list request on a slow CPU takes minutes."""
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    return httpx.AsyncClient(base_url=base_url, limits=limits, timeout=REQUEST_TIMEOUT)

@@ -1,0 +1,156 @@
+"""Memory figures: weight bytes of a checkpoint, and the peak of an engine's process tree."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import struct
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+import psutil
+
+MB = 1024 * 1024
+
+
+def checkpoint_weight_bytes(model_dir: Path) -> int | None:
+    """Bytes of the tensors stored in the checkpoint's safetensors files (None: none there).
+
+    Read from each file's header (8-byte length, then JSON with every tensor's byte range), so
+    nothing is loaded; quantized checkpoints count their packed size, which is what they use.
+    """
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        return None
+    total = 0
+    for path in files:
+        with path.open("rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(length))
+        for name, tensor in header.items():
+            if name != "__metadata__":
+                start, end = tensor["data_offsets"]
+                total += end - start
+    return total
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants (0 once it is gone).
+
+    RSS double-counts pages the processes share (libraries, fork copies), so it bounds the
+    tree's footprint from above; the same rule is used for every system.
+    """
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            total += process.memory_info().rss
+    return total
+
+
+def tree_cpu_seconds(pid: int | None) -> float:
+    """User plus system CPU seconds used so far by a process tree (0 once it is gone).
+
+    The difference over a run is the engine's CPU cost of that run: unlike wall time, it
+    hardly moves when other work shares the cores, which makes it the steadier figure for
+    comparing CPU configurations on a busy machine.
+    """
+    if pid is None:
+        return 0.0
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def gpu_used_bytes() -> int | None:
+    """Device memory in use on all NVIDIA GPUs (None without them).
+
+    Whole-device figures rather than per-process ones: inside containers nvidia-smi reports
+    host PIDs, which match nothing here. Systems run one at a time, so the rise over the
+    figure before a system started is that system's.
+    """
+    if not shutil.which("nvidia-smi"):
+        return None
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    values = [int(v) for v in out.split() if v.strip().isdigit()]
+    return sum(values) * MB if values else None
+
+
+class PeakMemory:
+    """Samples a process tree in a background thread; `peak_rss`/`peak_gpu` hold the maxima.
+
+    Use as a context manager around the whole life of one system (start, runs, stop);
+    `pid_of` names the tree's root, or None while there is none yet.
+    """
+
+    def __init__(self, pid_of: Callable[[], int | None], interval: float = 0.5,
+                 gpu_interval: float = 2.0) -> None:
+        self.pid_of = pid_of
+        self.interval = interval
+        self.gpu_interval = gpu_interval
+        self.peak_rss = 0
+        self.peak_gpu = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="peak-memory", daemon=True)
+        self._gpu_baseline = gpu_used_bytes()
+
+    def sample(self) -> None:
+        pid = self.pid_of()
+        if pid is not None:
+            self.peak_rss = max(self.peak_rss, tree_rss(pid))
+
+    def _sample_gpu(self) -> None:
+        used = gpu_used_bytes()
+        if used is not None and self._gpu_baseline is not None:
+            self.peak_gpu = max(self.peak_gpu, used - self._gpu_baseline)
+
+    def _run(self) -> None:
+        next_gpu = 0.0
+        # Event.wait is the sampling interval and returns at once when stopped.
+        while not self._stop.wait(self.interval):
+            self.sample()
+            if self._gpu_baseline is not None and time.monotonic() >= next_gpu:
+                self._sample_gpu()
+                next_gpu = time.monotonic() + self.gpu_interval
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def to_json(self) -> dict[str, float | None]:
+        return {
+            "peak_rss_mb": self.peak_rss / MB if self.peak_rss else None,
+            "peak_gpu_mb": self.peak_gpu / MB if self.peak_gpu else None,
+        }

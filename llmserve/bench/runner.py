@@ -1,0 +1,223 @@
+"""One benchmark run: build the shared workload, then start, measure and stop each system in
+turn (never two engines at once), saving the record after every figure."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from llmserve.bench.config import BenchConfig, settings_env
+from llmserve.bench.memory import MB, PeakMemory, tree_cpu_seconds
+from llmserve.bench.record import Record, package_versions
+from llmserve.bench.stats import (
+    LatencyRun,
+    ThroughputRun,
+    summarize_latency,
+    summarize_throughput,
+)
+from llmserve.bench.systems import Context, System, systems_for
+from llmserve.bench.workload import Batch, PromptMaker, data_questions, data_slice
+
+# Environment variables worth recording: they change how the engines run.
+RECORDED_ENV_PREFIXES = ("VLLM_", "OMP_", "KMP_", "LD_PRELOAD", "CUDA_VISIBLE_DEVICES",
+                         "TORCH", "MALLOC", "HF_HUB_OFFLINE")
+
+
+@dataclass
+class Plan:
+    """The batches: per throughput lane (a server's second row gets its own prompts, so the
+    prefix cache never serves a prompt it saw before), warm-ups then repeats."""
+
+    throughput: list[list[Batch]]  # [lane][run]
+    latency: list[tuple[Batch, Batch]]  # [iteration] -> (full output, first token)
+    warmup: int
+
+    def measured(self, lane: int) -> list[Batch]:
+        return self.throughput[lane][self.warmup :]
+
+    def warmups(self, lane: int) -> list[Batch]:
+        return self.throughput[lane][: self.warmup]
+
+
+def make_plan(config: BenchConfig, maker: PromptMaker, lanes: int) -> Plan:
+    runs = config.warmup + config.repeats
+    questions = data_questions(config.data) if config.source == "data" else []
+    throughput = []
+    for lane in range(lanes):
+        batches = []
+        for index in range(runs):
+            if config.source == "data":
+                prompts = data_slice(questions, config.num_prompts, lane * runs + index)
+                batches.append(maker.batch(prompts))
+            else:
+                batches.append(maker.synthetic(
+                    config.num_prompts, config.input_len, seed=f"throughput:{lane}:{index}"))
+        throughput.append(batches)
+    # Latency: one warm-up iteration, then the measured ones.
+    latency = [
+        (maker.synthetic(config.batch_size, config.input_len, seed=f"latency:{i}"),
+         maker.synthetic(config.batch_size, config.input_len, seed=f"first-token:{i}"))
+        for i in range(1 + config.latency_iters)
+    ] if "latency" in config.phases else []
+    return Plan(throughput=throughput, latency=latency, warmup=config.warmup)
+
+
+def child_environment(config: BenchConfig, overrides: dict[str, Any],
+                      cpu_vars: dict[str, str]) -> dict[str, str]:
+    """The environment of every process the benchmark starts: the user's, the CPU defaults
+    the service would get from run_model.sh, and the run's settings."""
+    env = dict(os.environ)
+    env.setdefault("HF_HUB_OFFLINE", "1")  # local checkpoints only; no hub look-ups
+    env.setdefault("VLLM_NO_USAGE_STATS", "1")
+    env.update(cpu_vars)
+    env.update(config.extra_env)
+    env.update(settings_env(overrides))
+    return env
+
+
+class Runner:
+    def __init__(self, config: BenchConfig, console: Console) -> None:
+        self.config = config
+        self.console = console
+
+    def say(self, message: str) -> None:
+        self.console.print(message, highlight=False)
+
+    async def run(self) -> Record:
+        from transformers import AutoTokenizer
+
+        from llmserve.cpu_env import cpu_env
+        from llmserve.engine import PromptRenderer, engine_kwargs, sampling_kwargs
+        from llmserve.judge.environment import git_state, hardware, now_iso
+        from llmserve.model import resolve_model_dir
+        from llmserve.settings import load_settings
+
+        config = self.config
+        overrides = config.settings_overrides()
+        settings = load_settings(**overrides)
+        model_dir = resolve_model_dir(settings)
+        cpu_vars = cpu_env() if config.cpu_env else {}
+        env = child_environment(config, overrides, cpu_vars)
+        renderer = PromptRenderer(
+            AutoTokenizer.from_pretrained(model_dir), settings.system_prompt, settings.raw_prompt
+        )
+        maker = PromptMaker(renderer, settings.max_model_len, settings.max_new_tokens)
+        classes = systems_for(config.systems)
+        lanes = max(len([r for r in cls.rows if r in config.systems]) for cls in classes)
+        self.say(f"building prompts ({config.source}) with {model_dir.name}'s tokenizer")
+        plan = make_plan(config, maker, lanes)
+        concurrency = config.concurrency or min(config.num_prompts, settings.max_num_seqs)
+        kwargs = engine_kwargs(settings, model_dir)
+        context = Context(
+            model_dir=model_dir,
+            engine_kwargs=kwargs,
+            sampling=sampling_kwargs(settings),
+            dtype=settings.dtype,
+            env=env,
+            run_dir=config.out,
+            concurrency=concurrency,
+            hf_batch_size=config.hf_batch_size or concurrency,
+            start_timeout=config.start_timeout,
+        )
+        first = plan.throughput[0][0] if plan.throughput else None
+        record = Record(config.out / "record.json", {
+            "kind": "llmserve-bench",
+            "started_at": now_iso(),
+            "command": sys.argv,
+            "config": {k: str(v) if isinstance(v, Path) else v
+                       for k, v in asdict(config).items()},
+            "git": git_state(),
+            "hardware": hardware(),
+            "packages": package_versions(),
+            "settings": settings.public(),
+            "engine_kwargs": kwargs,
+            "sampling": context.sampling,
+            "cpu_env": cpu_vars,
+            "env": {k: v for k, v in sorted(env.items()) if k.startswith(RECORDED_ENV_PREFIXES)},
+            "workload": {
+                "throughput": {
+                    "source": config.source,
+                    "num_prompts": config.num_prompts,
+                    "input_len": config.input_len if config.source == "synthetic" else None,
+                    "mean_prompt_tokens": first.prompt_tokens / len(first) if first else None,
+                    "output_len": config.output_len,
+                    "ignore_eos": config.ignore_eos,
+                    "concurrency": concurrency,
+                    "hf_batch_size": context.hf_batch_size,
+                    "repeats": config.repeats,
+                    "warmup": config.warmup,
+                },
+                "latency": {
+                    "batch_size": config.batch_size,
+                    "input_len": config.input_len,
+                    "output_len": config.output_len,
+                    "iterations": config.latency_iters,
+                    "warmup": 1,
+                },
+            },
+        })
+        self.say(f"record: {record.path}")
+        failed = False
+        for cls in classes:
+            failed |= not await self.measure(cls(context), plan, record)
+        record.finish("failed" if failed else "complete", finished_at=now_iso())
+        return record
+
+    async def measure(self, system: System, plan: Plan, record: Record) -> bool:
+        """Start, measure and stop one system; a failure is recorded, not raised, so that the
+        other systems still run. Returns whether it succeeded."""
+        config = self.config
+        record.system(system.name, log=str(system.log_path))
+        self.say(f"[bold]{system.name}[/bold]: starting")
+        with PeakMemory(pid_of=lambda: system.pid) as memory:
+            try:
+                async with system:
+                    record.system(system.name, start_seconds=system.start_seconds)
+                    self.say(f"{system.name}: ready in {system.start_seconds:.1f} s")
+                    weights = await system.weight_bytes()
+                    record.system(system.name, weights_mb=weights / MB if weights else None)
+                    if "throughput" in config.phases:
+                        rows = [r for r in system.rows if r in config.systems]
+                        for lane, row in enumerate(rows):
+                            await self.throughput(system, row, lane, plan, record)
+                    if "latency" in config.phases:
+                        await self.latency(system, plan, record)
+            except Exception as error:  # recorded with the log's place; the run goes on
+                message = f"{type(error).__name__}: {error}"
+                record.system(system.name, error=message)
+                self.say(f"[red]{system.name} failed[/red]: {message}")
+                return False
+            finally:
+                record.system(system.name, **memory.to_json())
+        self.say(f"{system.name}: stopped")
+        return True
+
+    async def throughput(self, system: System, row: str, lane: int, plan: Plan,
+                         record: Record) -> None:
+        for batch in plan.warmups(lane):
+            await system.throughput(row, batch)
+        runs: list[ThroughputRun] = []
+        for index, batch in enumerate(plan.measured(lane), 1):
+            cpu_before = tree_cpu_seconds(system.pid)
+            measured = await system.throughput(row, batch)
+            run = replace(measured, cpu_seconds=tree_cpu_seconds(system.pid) - cpu_before)
+            runs.append(run)
+            self.say(f"{row}: run {index}/{len(plan.measured(lane))}: "
+                     f"{run.tokens_per_s:.1f} tok/s ({run.output_tokens} tokens, "
+                     f"{run.seconds:.2f} s)")
+        record.throughput(row, summarize_throughput(runs))
+
+    async def latency(self, system: System, plan: Plan, record: Record) -> None:
+        warm, *measured = plan.latency
+        await system.latency(*warm)
+        runs: list[LatencyRun] = [await system.latency(full, first) for full, first in measured]
+        summary = summarize_latency(runs)
+        record.latency(system.name, summary)
+        self.say(f"{system.name}: latency TTFT {summary['ttft_ms']['median']:.1f} ms, "
+                 f"TPOT {summary['tpot_ms']['median']:.2f} ms, "
+                 f"e2e p50 {summary['e2e_ms']['p50']:.0f} ms")

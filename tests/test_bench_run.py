@@ -1,0 +1,45 @@
+"""A short real benchmark run: every system, real engines, tiny sizes (slow: engine starts)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import psutil
+import pytest
+
+from llmserve.bench.cli import main
+from llmserve.bench.config import SYSTEMS
+
+pytestmark = pytest.mark.engine
+
+PROMPTS, OUTPUT_LEN = 4, 8
+
+
+def test_quick_run_of_all_systems(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Small engines: start-up dominates, and the machine is shared.
+    monkeypatch.setenv("GPU_MEMORY_UTILIZATION", "0.1")
+    monkeypatch.setenv("MAX_MODEL_LEN", "512")
+    code = main([
+        "--quick", "-n", str(PROMPTS), "--input-len", "48", "--output-len", str(OUTPUT_LEN),
+        "--repeats", "3", "--latency-iters", "3", "--out", str(tmp_path),
+    ])
+    data = json.loads((tmp_path / "record.json").read_text())
+    errors = {name: facts.get("error") for name, facts in data["systems"].items()}
+    assert code == 0, errors
+    assert data["status"] == "complete"
+    assert list(data["throughput"]) == list(SYSTEMS)
+    for row, entry in data["throughput"].items():
+        # ignore_eos: every system generates, and counts, the same tokens.
+        assert entry["output_tokens"]["median"] == PROMPTS * OUTPUT_LEN, row
+        assert entry["tokens_per_s"]["n"] == 3
+    assert data["ratios"]["vllm-offline"] == 1.0
+    assert list(data["latency"]) == ["vllm-offline", "predict", "vllm-serve", "transformers"]
+    for name, facts in data["systems"].items():
+        assert facts["peak_rss_mb"] > facts["weights_mb"] > 0, name
+        assert Path(facts["log"]).exists()
+    assert data["engine_kwargs"]["enforce_eager"] is True  # all vLLM systems alike
+    text = (tmp_path / "results.md").read_text()
+    assert all(f"| {row} (" in text for row in SYSTEMS)
+    assert (tmp_path / "chart.png").exists()
+    assert psutil.Process().children(recursive=True) == []  # every system was stopped

@@ -1,0 +1,80 @@
+"""Prompts every system gets: exact synthetic lengths, the service's templating, data slices."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from llmserve.bench import BenchError
+from llmserve.bench.workload import PromptMaker, data_questions, data_slice
+from llmserve.engine import PromptRenderer
+from llmserve.model import ModelNotFound, resolve_model_dir
+from llmserve.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def renderer() -> PromptRenderer:
+    try:
+        model_dir = resolve_model_dir(Settings())
+    except ModelNotFound as error:
+        pytest.skip(str(error))
+    from transformers import AutoTokenizer
+
+    return PromptRenderer(AutoTokenizer.from_pretrained(model_dir), None, raw=False)
+
+
+def test_synthetic_prompts_have_exact_templated_length(renderer: PromptRenderer) -> None:
+    maker = PromptMaker(renderer, max_model_len=2048, max_new_tokens=16)
+    for length in (40, 128, 257):
+        batch = maker.synthetic(3, length, seed="t")
+        assert [len(ids) for ids in batch.token_ids] == [length] * 3
+        assert batch.max_tokens == [16] * 3
+        assert batch.prompt_tokens == 3 * length
+
+
+def test_token_ids_are_what_the_service_renders(renderer: PromptRenderer) -> None:
+    maker = PromptMaker(renderer, max_model_len=2048, max_new_tokens=16)
+    batch = maker.synthetic(2, 64, seed=1)
+    # The service templates the user text with the same renderer: the ids must agree.
+    assert renderer.token_ids(batch.prompts) == batch.token_ids
+    assert renderer.text(batch.prompts[0]).endswith("assistant\n")
+
+
+def test_seeds_give_different_prompts_and_repeat_exactly(renderer: PromptRenderer) -> None:
+    maker = PromptMaker(renderer, max_model_len=2048, max_new_tokens=16)
+    one, again, other = (maker.synthetic(4, 64, seed=s) for s in ("a", "a", "b"))
+    assert one.prompts == again.prompts
+    assert len(set(one.prompts)) == 4  # within a batch: no shared prompts to cache
+    assert not set(one.prompts) & set(other.prompts)
+
+
+def test_max_tokens_follow_the_service_rule(renderer: PromptRenderer) -> None:
+    maker = PromptMaker(renderer, max_model_len=100, max_new_tokens=64)
+    batch = maker.synthetic(1, 60, seed=0)
+    assert batch.max_tokens == [40]  # never past MAX_MODEL_LEN
+    with pytest.raises(BenchError, match="MAX_MODEL_LEN"):
+        maker.synthetic(1, 100, seed=0)
+
+
+def test_input_len_below_the_template_is_refused(renderer: PromptRenderer) -> None:
+    maker = PromptMaker(renderer, max_model_len=2048, max_new_tokens=16)
+    with pytest.raises(BenchError, match="template"):
+        maker.synthetic(1, 5, seed=0)
+
+
+def test_data_questions_and_slices(tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    lines = [
+        {"id": f"q{i}", "messages": [{"role": "user", "content": f"Q{i}?"},
+                                      {"role": "assistant", "content": "A"}]}
+        for i in range(5)
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    questions = data_questions(path)
+    assert questions == [f"Q{i}?" for i in range(5)]
+    assert data_slice(questions, 3, 0) == ["Q0?", "Q1?", "Q2?"]
+    assert data_slice(questions, 3, 1) == ["Q3?", "Q4?", "Q0?"]  # wraps around
+    with pytest.raises(BenchError):
+        data_questions(tmp_path / "missing.jsonl")
