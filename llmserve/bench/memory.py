@@ -19,7 +19,8 @@ MB = 1024 * 1024
 
 
 def checkpoint_weight_bytes(model_dir: Path) -> int | None:
-    """Bytes of the tensors stored in the checkpoint's safetensors files (None: none there).
+    """Bytes of the tensors stored in the checkpoint's safetensors files (None: none there, or
+    one is not a readable safetensors file).
 
     Read from each file's header (8-byte length, then JSON with every tensor's byte range), so
     nothing is loaded; quantized checkpoints count their packed size, which is what they use.
@@ -30,8 +31,15 @@ def checkpoint_weight_bytes(model_dir: Path) -> int | None:
     total = 0
     for path in files:
         with path.open("rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            header = json.loads(handle.read(length))
+            head = handle.read(8)
+            (length,) = struct.unpack("<Q", head) if len(head) == 8 else (-1,)
+            # A broken file must not be read blindly: its "length" can be any 8 bytes.
+            if not 0 < length <= path.stat().st_size - 8:
+                return None
+            try:
+                header = json.loads(handle.read(length))
+            except ValueError:
+                return None
         for name, tensor in header.items():
             if name != "__metadata__":
                 start, end = tensor["data_offsets"]
