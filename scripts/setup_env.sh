@@ -49,4 +49,3 @@ if [ "${requirements[0]}" = requirements-cpu.txt ] && ! compgen -G "/usr/lib/*/l
 fi
 export HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 VLLM_DO_NOT_TRACK=1
 "$PY" -m llmserve.model >/dev/null
-eval "$("$PY" -m llmserve.cpu_env)"  # CPU engine defaults (LD_PRELOAD), never over the user's
