@@ -11,7 +11,12 @@ import pytest
 from llmserve import cpu_env
 from llmserve.bench.cli import build_parser, config_from, parse_systems
 from llmserve.bench.config import QUICK, SYSTEMS, settings_env
-from llmserve.bench.systems import engine_flags, systems_for, vllm_serve_command
+from llmserve.bench.systems import (
+    engine_flags,
+    offline_batched_tokens,
+    systems_for,
+    vllm_serve_command,
+)
 
 
 def config(*argv: str):  # type: ignore[no-untyped-def]
@@ -96,3 +101,13 @@ def test_cpu_env_prints_exports(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(cpu_env, "cpu_env", lambda: {"A": "1 2", "B": "x"})
     assert cpu_env.main([]) == 0
     assert capsys.readouterr().out == "export A='1 2'\nexport B=x\n"
+
+
+def test_offline_batching_default_is_what_vllm_gives_llm() -> None:
+    from vllm.platforms import current_platform
+
+    value = offline_batched_tokens(1)
+    if current_platform.is_cpu():
+        assert value == 4096  # vllm serve's own CPU default would be 2048
+    else:
+        assert value is None or value >= 2048

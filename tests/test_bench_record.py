@@ -9,7 +9,7 @@ import pytest
 
 from llmserve.bench.chart import draw
 from llmserve.bench.cli import main
-from llmserve.bench.record import Record, markdown, write_atomic
+from llmserve.bench.record import Record, markdown, resume_mismatch, write_atomic
 from llmserve.bench.stats import LatencyRun, ThroughputRun, summarize_latency, summarize_throughput
 
 HEADER = {
@@ -118,3 +118,47 @@ def test_write_atomic_replaces(tmp_path: Path) -> None:
     write_atomic(path, "two")
     assert path.read_text() == "two"
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_resume_keeps_figures_and_adds_systems(tmp_path: Path) -> None:
+    first = Record(tmp_path / "record.json", {**HEADER, "config": {"systems": ["vllm-offline"]}})
+    first.system("vllm-offline", start_seconds=1.0)
+    first.throughput("vllm-offline", throughput([100, 100, 100]))
+    first.latency("vllm-offline", latency())
+    phases = ("throughput", "latency")
+    assert first.complete("vllm-offline", ("vllm-offline",), phases)
+    assert not first.complete("predict", ("predict-list",), phases)
+
+    header = {**HEADER, "started_at": "later", "config": {"systems": ["vllm-serve"]}}
+    data = json.loads(first.path.read_text())
+    assert resume_mismatch(data, header) is None
+    again = Record(first.path, header, data)
+    again.throughput("vllm-serve", throughput([90, 90, 90]))
+    data = saved(again)
+    assert data["config"]["systems"] == ["vllm-offline", "vllm-serve"]
+    assert data["ratios"]["vllm-serve"] == pytest.approx(0.9)  # against the earlier reference
+    assert data["started_at"] == HEADER["started_at"]
+    assert data["resumed"][0]["started_at"] == "later"
+
+
+def test_resume_refuses_other_settings() -> None:
+    data = json.loads(json.dumps({**HEADER, "sampling": {"temperature": 0.0}}))
+    assert resume_mismatch(data, {**HEADER, "sampling": {"temperature": 0.5}}) == "sampling"
+
+
+def test_failed_system_is_measured_again(record: Record) -> None:
+    record.system("predict", error="boom")
+    record.throughput("predict-list", throughput([1, 1, 1]))
+    assert not record.complete("predict", ("predict-list",), ("throughput",))
+    record.reset("predict", ("predict-list", "predict-concurrent"))
+    assert "predict" not in record.data["systems"]
+    assert "predict-list" not in saved(record)["throughput"]
+    record.finish()
+    assert saved(record)["status"] == "complete"
+    record.system("vllm-serve", error="boom")
+    record.finish()
+    assert saved(record)["status"] == "failed"
+
+
+def test_resume_needs_out(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--resume"]) == 2

@@ -22,10 +22,14 @@ def test_quick_run_of_all_systems(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("MAX_MODEL_LEN", "512")
     # Other fixtures (the session's shared server) may already have children running.
     before = {p.pid for p in psutil.Process().children(recursive=True)}
-    code = main([
+    flags = [
         "--quick", "-n", str(PROMPTS), "--input-len", "48", "--output-len", str(OUTPUT_LEN),
         "--repeats", "3", "--latency-iters", "3", "--out", str(tmp_path),
-    ])
+    ]
+    first = main([*flags, "--systems", "vllm-offline,predict-list,predict-concurrent,vllm-serve"])
+    assert first == 0
+    # A second invocation adds transformers to the same record; vllm-offline is already there.
+    code = main([*flags, "--systems", "vllm-offline,transformers", "--resume"])
     data = json.loads((tmp_path / "record.json").read_text())
     errors = {name: facts.get("error") for name, facts in data["systems"].items()}
     assert code == 0, errors
@@ -41,6 +45,9 @@ def test_quick_run_of_all_systems(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         assert facts["peak_rss_mb"] > facts["weights_mb"] > 0, name
         assert Path(facts["log"]).exists()
     assert data["engine_kwargs"]["enforce_eager"] is True  # all vLLM systems alike
+    assert data["settings"]["max_num_batched_tokens"] == data["engine_kwargs"][
+        "max_num_batched_tokens"] > 0  # pinned, so vllm serve gets offline's value too
+    assert len(data["resumed"]) == 1 and data["config"]["systems"] == list(SYSTEMS)
     text = (tmp_path / "results.md").read_text()
     assert all(f"| {row} (" in text for row in SYSTEMS)
     assert (tmp_path / "chart.png").exists()

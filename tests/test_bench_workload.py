@@ -78,3 +78,22 @@ def test_data_questions_and_slices(tmp_path: Path) -> None:
     assert data_slice(questions, 3, 1) == ["Q3?", "Q4?", "Q0?"]  # wraps around
     with pytest.raises(BenchError):
         data_questions(tmp_path / "missing.jsonl")
+
+
+def test_plan_gives_each_run_and_lane_its_own_prompts(renderer: PromptRenderer,
+                                                     tmp_path: Path) -> None:
+    from llmserve.bench.cli import build_parser, config_from
+    from llmserve.bench.runner import make_plan
+
+    config = config_from(build_parser().parse_args(
+        ["--quick", "-n", "3", "--input-len", "40", "--repeats", "3", "--warmup", "1",
+         "--latency-iters", "2", "--out", str(tmp_path)]))
+    plan = make_plan(config, PromptMaker(renderer, 2048, 8), lanes=2)
+    assert [len(plan.warmups(lane)) for lane in (0, 1)] == [1, 1]
+    assert [len(plan.measured(lane)) for lane in (0, 1)] == [3, 3]
+    prompts = [p for lane in plan.throughput for batch in lane for p in batch.prompts]
+    assert len(set(prompts)) == len(prompts) == 2 * 4 * 3  # nothing repeats: no cache hits
+    assert len(plan.latency) == 3  # one warm-up iteration and two measured
+    full, first = plan.latency[0]
+    assert len(full.token_ids[0]) == len(first.token_ids[0]) == 40
+    assert full.prompts != first.prompts

@@ -12,6 +12,7 @@ matplotlib.use("Agg")  # files only: no display on servers
 
 import matplotlib.pyplot as plt  # after use(): the backend must be chosen first
 from matplotlib.axes import Axes
+from matplotlib.ticker import ScalarFormatter
 
 from llmserve.bench.config import REFERENCE
 
@@ -49,6 +50,8 @@ def _latency(ax: Axes, data: dict[str, Any]) -> None:
                yerr=_errors(entries), capsize=3, label=label)
     ax.set_xticks(list(positions), names, rotation=20)
     ax.set_yscale("log")  # TTFT and TPOT differ by an order of magnitude or more
+    ax.yaxis.set_major_formatter(ScalarFormatter())  # plain milliseconds, not 10^x
+    ax.yaxis.set_minor_formatter(ScalarFormatter())
     work = data.get("workload", {}).get("latency", {})
     ax.set_title(f"Latency: batch {work.get('batch_size')}, {work.get('input_len')} in, "
                  f"{work.get('output_len')} out")

@@ -47,14 +47,16 @@ eager engines (all vLLM systems alike), {QUICK.latency_iters} latency iterations
 says, {FULL.latency_iters} iterations.
   Any size flag overrides the preset. Engine settings come from the service's environment
   variables (MAX_NUM_SEQS, DTYPE, GPU_MEMORY_UTILIZATION, ...); MAX_NEW_TOKENS and IGNORE_EOS
-  are set from --output-len and --ignore-eos for every system.
+  are set from --output-len and --ignore-eos for every system, and an unset
+  MAX_NUM_BATCHED_TOKENS is pinned to offline LLM's default (vllm serve's own is smaller).
 
 CPU: unless --no-cpu-env, the engines get llmserve.cpu_env's defaults (what run_model.sh
   exports), for variables not already set.
 
 output (--out, default results/bench/<timestamp>/): record.json (rewritten after every
   figure: hardware, packages, settings, git commit, figures), results.md, chart.png and a log
-  per system. The markdown table is printed too.
+  per system. The markdown table is printed too. --resume adds to an existing --out: split a
+  long run over several invocations (each under a time limit), or finish one cut short.
 exit codes: 0 done, 1 a system failed (the others' figures are kept), 2 bad arguments.
 """
 
@@ -127,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", type=parse_env, action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for every system (repeatable), e.g. for tuning")
     p.add_argument("--out", type=Path, help="results folder")
+    p.add_argument("--resume", action="store_true",
+                   help="add to the record in --out (same flags and environment): systems "
+                   "already measured there are skipped, the others run; a run split over "
+                   "several invocations (or cut short) ends with one record")
     p.add_argument("--start-timeout", type=float, default=900.0,
                    help="seconds a system may take to start")
     p.add_argument("--report", type=Path, metavar="RECORD",
@@ -160,6 +166,7 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         out=out,
         start_timeout=args.start_timeout,
         extra_env=dict(args.env),
+        resume=args.resume,
     )
 
 
@@ -186,6 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
         print(render(args.report, console))
         return 0
+    if args.resume and not args.out:
+        console.print("error: --resume needs the --out of the run to add to")
+        return EXIT_USAGE
     config = config_from(args)
     config.out.mkdir(parents=True, exist_ok=True)
 

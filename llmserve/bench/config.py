@@ -75,6 +75,7 @@ class BenchConfig:
     out: Path
     start_timeout: float = 900.0
     extra_env: dict[str, str] = field(default_factory=dict)
+    resume: bool = False  # add to the record in `out`, skipping systems measured there
 
     def settings_overrides(self) -> dict[str, Any]:
         """Settings every system shares, beyond what the environment says. Service settings

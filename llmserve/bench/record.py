@@ -35,19 +35,58 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(partial, path)
 
 
-class Record:
-    """The JSON record of one run, saved after every change."""
+# What must agree for a resumed run to add to a record: the figures must stay comparable.
+RESUME_KEYS = ("engine_kwargs", "sampling", "workload", "cpu_env")
 
-    def __init__(self, path: Path, header: dict[str, Any]) -> None:
+
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def resume_mismatch(existing: dict[str, Any], header: dict[str, Any]) -> str | None:
+    """The first setting that differs between a record and a new run's header (None: same)."""
+    for key in RESUME_KEYS:
+        if existing.get(key) != _plain(header.get(key)):
+            return key
+    return None
+
+
+class Record:
+    """The JSON record of one run, saved after every change. Given the data of an earlier
+    invocation (--resume), it keeps its figures and notes the new invocation."""
+
+    def __init__(self, path: Path, header: dict[str, Any],
+                 existing: dict[str, Any] | None = None) -> None:
         self.path = path
-        self.data: dict[str, Any] = {
-            **header,
-            "status": "running",
-            "systems": {},
-            "throughput": {},
-            "latency": {},
-        }
+        if existing is None:
+            self.data: dict[str, Any] = {
+                **header, "systems": {}, "throughput": {}, "latency": {}, "resumed": []}
+        else:
+            self.data = existing
+            self.data.setdefault("resumed", []).append(
+                {key: header.get(key) for key in ("started_at", "command", "git", "packages")})
+            systems = set(existing["config"]["systems"]) | set(header["config"]["systems"])
+            order = [*existing["config"]["systems"], *header["config"]["systems"]]
+            self.data["config"]["systems"] = sorted(systems, key=order.index)
+        self.data["status"] = "running"
         self.save()
+
+    def reset(self, name: str, rows: tuple[str, ...]) -> None:
+        """Forget a system's earlier figures and facts before it is measured again."""
+        self.data["systems"].pop(name, None)
+        self.data["latency"].pop(name, None)
+        for row in rows:
+            self.data["throughput"].pop(row, None)
+        self.save()
+
+    def complete(self, name: str, rows: tuple[str, ...], phases: tuple[str, ...]) -> bool:
+        """Whether a system already has all its figures and no error."""
+        facts = self.data["systems"].get(name)
+        if not facts or facts.get("error"):
+            return False
+        if "throughput" in phases and any(r not in self.data["throughput"] for r in rows):
+            return False
+        return "latency" not in phases or name in self.data["latency"]
 
     def system(self, name: str, **facts: Any) -> None:
         self.data["systems"].setdefault(name, {}).update(facts)
@@ -61,8 +100,9 @@ class Record:
         self.data["latency"][name] = {"label": LATENCY_LABELS.get(name, name), **summary}
         self.save()
 
-    def finish(self, status: str, **facts: Any) -> None:
-        self.data.update(status=status, **facts)
+    def finish(self, **facts: Any) -> None:
+        failed = any(s.get("error") for s in self.data["systems"].values())
+        self.data.update(status="failed" if failed else "complete", **facts)
         self.save()
 
     def save(self) -> None:

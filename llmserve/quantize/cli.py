@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from llmserve.quantize import CALIBRATION_DIR, QUANT_ROOT, VARIANTS_ROOT, QuantError
@@ -20,7 +23,8 @@ Quantize the served model with llm-compressor and rank the variants served by vL
   make       turn MODEL_DIR (default: the model the server would serve) into variants
   compare    serve each variant (and the original), measure, print and save the scoreboard
 
-variants: """ + ", ".join(VARIANTS)
+variants: """ + ", ".join(name if v.default else f"{name} (opt-in)"
+                           for name, v in VARIANTS.items())
 
 
 def csv_names(text: str) -> list[str]:
@@ -77,8 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     make = sub.add_parser("make", help="make variants with llm-compressor")
     make.add_argument("--model-dir", type=Path, help="checkpoint to quantize (default: served)")
-    make.add_argument("--variants", type=csv_names, default=list(VARIANTS),
-                      help="comma-separated (default: all)")
+    make.add_argument("--variants", type=csv_names,
+                      default=[name for name, v in VARIANTS.items() if v.default],
+                      help="comma-separated (default: "
+                      f"{','.join(name for name, v in VARIANTS.items() if v.default)})")
     make.add_argument("--out", type=Path, default=VARIANTS_ROOT,
                       help="variants root (default %(default)s)")
     make.add_argument("--calibration", type=Path, default=CALIBRATION_DIR,
@@ -152,8 +158,14 @@ def run(args: argparse.Namespace) -> int:
     return run_compare(args, served_model_dir(args.model_dir))
 
 
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through `finally`, which stops our server
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
     try:
         return run(args)
     except QuantError as error:
@@ -162,3 +174,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("quantize: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous)

