@@ -8,6 +8,8 @@ both the length of the engine's output token ids, as the offline systems count t
 from __future__ import annotations
 
 import asyncio
+import functools
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -80,19 +82,59 @@ async def completion(client: httpx.AsyncClient, body: dict[str, Any]) -> Reply:
     )
 
 
-async def run_limited(calls: Sequence[Callable[[], Awaitable[T]]], concurrency: int) -> list[T]:
-    """Run the calls with at most `concurrency` in flight; results in call order."""
-    gate = asyncio.Semaphore(concurrency)
-
-    async def one(call: Callable[[], Awaitable[T]]) -> T:
-        async with gate:
-            return await call()
-
-    return await asyncio.gather(*(one(call) for call in calls))
+# Below uvicorn's default keep-alive (5 s, vllm serve's too), so that our side retires idle
+# connections: a server's close that crosses our next request on the wire is a reset (ReadError).
+KEEPALIVE_SECONDS = 2.0
 
 
-def async_client(base_url: str, concurrency: int) -> httpx.AsyncClient:
-    """A client with a pooled connection per concurrent call; the timeout is generous because
-    a whole list request on a slow CPU takes minutes."""
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    return httpx.AsyncClient(base_url=base_url, limits=limits, timeout=REQUEST_TIMEOUT)
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    # Built once: httpx builds one per client otherwise (tens of ms, x C users per run).
+    return ssl.create_default_context()
+
+
+def async_client(base_url: str, connections: int = 1) -> httpx.AsyncClient:
+    """A client with up to `connections` pooled connections; the timeout is generous because a
+    whole list request on a slow CPU takes minutes."""
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections,
+                          keepalive_expiry=KEEPALIVE_SECONDS)
+    return httpx.AsyncClient(base_url=base_url, limits=limits, timeout=REQUEST_TIMEOUT,
+                             verify=_tls())
+
+
+class Users:
+    """C concurrent users of one server, each with a connection of its own, each sending its
+    next request when the last one is answered (`async with Users(url, c) as users`).
+
+    Not one pool shared by all: httpcore's pool matches every queued request against every
+    connection on each change, and at C=256 on 2 cores the client spent seconds on that while
+    answered connections sat idle past the server's keep-alive, which then reset them.
+    """
+
+    def __init__(self, base_url: str, count: int) -> None:
+        self.clients = [async_client(base_url) for _ in range(count)]
+
+    async def __aenter__(self) -> Users:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await asyncio.gather(*(client.aclose() for client in self.clients))
+
+    async def run(self, calls: Sequence[Callable[[httpx.AsyncClient], Awaitable[T]]]) -> list[T]:
+        """Every call once, as the users are free; results in call order. The first failure
+        stops the other users and is raised."""
+        results: list[Any] = [None] * len(calls)
+        pending = iter(range(len(calls)))  # shared: each user takes the next index
+
+        async def user(client: httpx.AsyncClient) -> None:
+            for index in pending:
+                results[index] = await calls[index](client)
+
+        tasks = [asyncio.create_task(user(client)) for client in self.clients[: len(calls)]]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return results

@@ -31,13 +31,7 @@ import httpx
 import psutil
 
 from llmserve.bench import BenchError
-from llmserve.bench.client import (
-    async_client,
-    completion,
-    completion_body,
-    predict,
-    run_limited,
-)
+from llmserve.bench.client import Users, async_client, completion, completion_body, predict
 from llmserve.bench.config import (
     PREDICT_CONCURRENT,
     PREDICT_LIST,
@@ -175,7 +169,7 @@ class HttpSystem(System):
             start_timeout=self.context.start_timeout,
         )
         await asyncio.to_thread(self.server.start)
-        self.client = async_client(self.url, self.context.concurrency)
+        self.client = async_client(self.url)  # list and latency requests: one at a time
 
     async def stop(self) -> None:
         if self.client is not None:
@@ -207,12 +201,12 @@ class Service(HttpSystem):
             reply = await predict(client, batch.prompts)
             return ThroughputRun(reply.seconds, reply.output_tokens, len(batch))
         if row == PREDICT_CONCURRENT:
-            start = time.perf_counter()
-            replies = await run_limited(
-                [lambda p=p: predict(client, p) for p in batch.prompts],  # type: ignore[misc]
-                self.context.concurrency,
-            )
-            seconds = time.perf_counter() - start
+            async with Users(self.url, self.context.concurrency) as users:
+                start = time.perf_counter()
+                replies = await users.run(
+                    [lambda c, p=p: predict(c, p) for p in batch.prompts]  # type: ignore[misc]
+                )
+                seconds = time.perf_counter() - start
             return ThroughputRun(seconds, sum(r.output_tokens for r in replies), len(batch))
         raise ValueError(row)
 
@@ -296,16 +290,14 @@ class VllmServe(HttpSystem):
         )
 
     async def throughput(self, row: str, batch: Batch) -> ThroughputRun:
-        client = self.http()
-        start = time.perf_counter()
-        replies = await run_limited(
-            [
-                lambda ids=ids, m=m: completion(client, self.body(ids, m))  # type: ignore[misc]
-                for ids, m in zip(batch.token_ids, batch.max_tokens, strict=True)
-            ],
-            self.context.concurrency,
-        )
-        seconds = time.perf_counter() - start
+        calls = [
+            lambda c, ids=ids, m=m: completion(c, self.body(ids, m))  # type: ignore[misc]
+            for ids, m in zip(batch.token_ids, batch.max_tokens, strict=True)
+        ]
+        async with Users(self.url, self.context.concurrency) as users:
+            start = time.perf_counter()
+            replies = await users.run(calls)
+            seconds = time.perf_counter() - start
         sent = batch.prompt_tokens
         seen = sum(r.prompt_tokens or 0 for r in replies)
         if seen != sent:  # the same token ids must arrive: nothing re-templated or re-encoded
