@@ -168,17 +168,14 @@ class Engine:
         tasks: list[asyncio.Task[Any]] = []
         start = time.perf_counter()  # set again when the first prompts enter the engine
         try:
-            # A list is templated and tokenized in chunks, each entering the engine as soon as
-            # it is ready, the later ones in a thread: the engine starts on the first prompts
-            # instead of idling while a long list is tokenized on the event loop (benchmark:
-            # the list request against offline LLM.generate, which gets token ids).
+            # Prompts are templated and tokenized in a thread, a list in chunks that each enter
+            # the engine as soon as they are ready: the engine starts on the first prompts of a
+            # long list, and the event loop keeps serving other requests and engine outputs
+            # meanwhile (the Rust tokenizer releases the GIL). On the loop, tokenizing took 22%
+            # of its busy time with 256 concurrent singles on an H200 host (py-spy).
             for first in range(0, len(prompts), TOKENIZE_CHUNK):
                 chunk = prompts[first : first + TOKENIZE_CHUNK]
-                ids = (
-                    self.renderer.token_ids(chunk)  # nothing to overlap yet: no thread hop
-                    if first == 0
-                    else await asyncio.to_thread(self.renderer.token_ids, chunk)
-                )
+                ids = await asyncio.to_thread(self.renderer.token_ids, chunk)
                 for offset, prompt_ids in enumerate(ids):
                     if len(prompt_ids) >= self.max_model_len:
                         raise PromptTooLong(first + offset, len(prompt_ids), self.max_model_len)
