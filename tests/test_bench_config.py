@@ -111,3 +111,10 @@ def test_offline_batching_default_is_what_vllm_gives_llm() -> None:
         assert value == 4096  # vllm serve's own CPU default would be 2048
     else:
         assert value is None or value >= 2048
+
+
+def test_vllm_serve_gets_text_unless_asked_for_ids() -> None:
+    assert config().serve_input == "text"
+    assert config("--serve-input", "ids").serve_input == "ids"
+    with pytest.raises(SystemExit):
+        config("--serve-input", "tokens")

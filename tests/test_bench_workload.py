@@ -40,6 +40,10 @@ def test_token_ids_are_what_the_service_renders(renderer: PromptRenderer) -> Non
     # The service templates the user text with the same renderer: the ids must agree.
     assert renderer.token_ids(batch.prompts) == batch.token_ids
     assert renderer.text(batch.prompts[0]).endswith("assistant\n")
+    # vllm serve gets the templated texts: tokenized its way, they are the same ids.
+    assert batch.texts == [renderer.text(p) for p in batch.prompts]
+    encoded = renderer.tokenizer(batch.texts, add_special_tokens=batch.special_tokens)
+    assert [list(ids) for ids in encoded["input_ids"]] == batch.token_ids
 
 
 def test_seeds_give_different_prompts_and_repeat_exactly(renderer: PromptRenderer) -> None:

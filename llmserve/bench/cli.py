@@ -27,7 +27,9 @@ systems (--systems, comma-separated; all by default):
                       and the reference every ratio divides by
   predict-list        /predict with all N prompts in one list request
   predict-concurrent  /predict with N single requests, C in flight
-  vllm-serve          vLLM's OpenAI server (/v1/completions, token ids), C in flight
+  vllm-serve          vLLM's OpenAI server (/v1/completions), C in flight; it gets the
+                      templated text and tokenizes it, as /predict does (--serve-input ids:
+                      the token ids instead, which leaves tokenizing out of its work)
   transformers        transformers generate, left-padded batches of --hf-batch-size
 They run one after another, each in its own process group, stopped before the next starts.
 
@@ -121,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive, help="latency batch size")
     p.add_argument("--latency-iters", type=positive, help="measured latency iterations")
     p.add_argument("--hf-batch-size", type=positive, help="transformers batch; default C")
+    p.add_argument("--serve-input", choices=("text", "ids"), default="text",
+                   help="what vllm serve receives: the templated text (default), or its "
+                   "token ids")
     p.add_argument("--eager", action=argparse.BooleanOptionalAction, default=None,
                    help="ENFORCE_EAGER for all vLLM systems (default: on with --quick, else "
                    "the environment's)")
@@ -154,6 +159,7 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         input_len=args.input_len or preset.input_len,
         output_len=args.output_len or preset.output_len,
         concurrency=args.concurrency,
+        serve_input=args.serve_input,
         ignore_eos=args.ignore_eos,
         repeats=args.repeats,
         warmup=max(args.warmup, 0),

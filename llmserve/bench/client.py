@@ -60,7 +60,10 @@ async def predict(client: httpx.AsyncClient, prompt: str | list[str]) -> Reply:
 
 
 def completion_body(
-    model: str, prompt: list[int] | list[list[int]], max_tokens: int, sampling: dict[str, Any]
+    model: str,
+    prompt: str | list[str] | list[int] | list[list[int]],
+    max_tokens: int,
+    sampling: dict[str, Any],
 ) -> dict[str, Any]:
     """An OpenAI completions body with vLLM's extra sampling fields, unset ones left out."""
     body = {key: value for key, value in sampling.items() if value is not None}
@@ -69,7 +72,7 @@ def completion_body(
 
 
 async def completion(client: httpx.AsyncClient, body: dict[str, Any]) -> Reply:
-    """One /v1/completions call (token ids in, so no tokenization differs from /predict)."""
+    """One /v1/completions call (templated text or token ids in)."""
     start = time.perf_counter()
     response = await client.post("/v1/completions", json=body)
     seconds = time.perf_counter() - start

@@ -33,6 +33,7 @@ TARGETS = (
 )
 
 Source = Literal["synthetic", "data"]
+ServeInput = Literal["text", "ids"]
 PHASES = ("throughput", "latency")
 
 
@@ -76,6 +77,7 @@ class BenchConfig:
     start_timeout: float = 900.0
     extra_env: dict[str, str] = field(default_factory=dict)
     resume: bool = False  # add to the record in `out`, skipping systems measured there
+    serve_input: ServeInput = "text"  # what vllm serve receives: templated text or token ids
 
     def settings_overrides(self) -> dict[str, Any]:
         """Settings every system shares, beyond what the environment says. Service settings

@@ -130,6 +130,7 @@ class Runner:
             concurrency=concurrency,
             hf_batch_size=config.hf_batch_size or concurrency,
             start_timeout=config.start_timeout,
+            serve_input=config.serve_input,
         )
         first = plan.throughput[0][0] if plan.throughput else None
         header = {
@@ -155,6 +156,7 @@ class Runner:
                     "output_len": config.output_len,
                     "ignore_eos": config.ignore_eos,
                     "concurrency": concurrency,
+                    "serve_input": config.serve_input,
                     "hf_batch_size": context.hf_batch_size,
                     "repeats": config.repeats,
                     "warmup": config.warmup,

@@ -79,6 +79,7 @@ class Context:
     concurrency: int
     hf_batch_size: int
     start_timeout: float
+    serve_input: str = "text"  # vllm serve gets the templated "text" or the token "ids"
 
 
 class System(ABC):
@@ -284,15 +285,24 @@ class VllmServe(HttpSystem):
     def command(self) -> list[str]:
         return vllm_serve_command(self.context.engine_kwargs, HOST, self.port)
 
-    def body(self, prompt: list[int] | list[list[int]], max_tokens: int) -> dict[str, Any]:
-        return completion_body(
+    def prompts(self, batch: Batch) -> list[str] | list[list[int]]:
+        """Per prompt what vllm serve receives: templated text, as /predict receives text
+        and tokenizes it itself (the check on prompt tokens below proves the same ids result),
+        or the token ids."""
+        return batch.texts if self.context.serve_input == "text" else batch.token_ids
+
+    def body(self, prompt: Any, max_tokens: int, batch: Batch) -> dict[str, Any]:
+        body = completion_body(
             str(self.context.engine_kwargs["model"]), prompt, max_tokens, self.context.sampling
         )
+        if self.context.serve_input == "text":
+            body["add_special_tokens"] = batch.special_tokens  # the template has its own
+        return body
 
     async def throughput(self, row: str, batch: Batch) -> ThroughputRun:
         calls = [
-            lambda c, ids=ids, m=m: completion(c, self.body(ids, m))  # type: ignore[misc]
-            for ids, m in zip(batch.token_ids, batch.max_tokens, strict=True)
+            lambda c, p=p, m=m: completion(c, self.body(p, m, batch))  # type: ignore[misc]
+            for p, m in zip(self.prompts(batch), batch.max_tokens, strict=True)
         ]
         async with Users(self.url, self.context.concurrency) as users:
             start = time.perf_counter()
@@ -300,14 +310,15 @@ class VllmServe(HttpSystem):
             seconds = time.perf_counter() - start
         sent = batch.prompt_tokens
         seen = sum(r.prompt_tokens or 0 for r in replies)
-        if seen != sent:  # the same token ids must arrive: nothing re-templated or re-encoded
-            raise BenchError(f"vllm serve saw {seen} prompt tokens; {sent} were sent")
+        if seen != sent:  # the same token ids must result: nothing templated or encoded twice
+            raise BenchError(f"vllm serve saw {seen} prompt tokens; {sent} were meant")
         return ThroughputRun(seconds, sum(r.output_tokens for r in replies), len(batch))
 
     async def latency(self, batch: Batch, first_token: Batch) -> LatencyRun:
         client = self.http()
-        full = await completion(client, self.body(batch.token_ids, max(batch.max_tokens)))
-        first = await completion(client, self.body(first_token.token_ids, 1))
+        full = await completion(client, self.body(self.prompts(batch), max(batch.max_tokens),
+                                                  batch))
+        first = await completion(client, self.body(self.prompts(first_token), 1, first_token))
         return LatencyRun(full.seconds, first.seconds, full.output_tokens, len(batch))
 
 

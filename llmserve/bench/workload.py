@@ -23,8 +23,10 @@ WORD_POOL_SIZE = 2000
 @dataclass(frozen=True)
 class Batch:
     prompts: list[str]  # what /predict receives
-    token_ids: list[list[int]]  # the same prompts after templating: what the others receive
+    texts: list[str]  # the same prompts templated: what vllm serve receives (--serve-input text)
+    token_ids: list[list[int]]  # the templated prompts tokenized: what the others receive
     max_tokens: list[int]  # per prompt, as the service computes it
+    special_tokens: bool  # whether tokenizing `texts` adds the tokenizer's special tokens
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -53,7 +55,8 @@ class PromptMaker:
                 )
         # The service's own rule (Engine.generate): never past MAX_MODEL_LEN.
         limits = [min(self.max_new_tokens, self.max_model_len - len(p)) for p in ids]
-        return Batch(prompts=list(prompts), token_ids=ids, max_tokens=limits)
+        return Batch(prompts=list(prompts), texts=[self.renderer.text(p) for p in prompts],
+                     token_ids=ids, max_tokens=limits, special_tokens=self.renderer.raw)
 
     def synthetic(self, count: int, input_len: int, seed: int | str) -> Batch:
         """`count` different prompts of exactly `input_len` tokens after templating."""
