@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from llmserve.argtypes import positive_int
 from llmserve.bench import BenchError
 from llmserve.bench.config import FULL, PHASES, QUICK, SYSTEMS, BenchConfig
 
@@ -87,13 +88,6 @@ def parse_env(text: str) -> tuple[str, str]:
     return key, value
 
 
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python bench.py", description=DESCRIPTION,
@@ -109,20 +103,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default), or the questions of --data")
     p.add_argument("--data", type=Path, default=Path("data.jsonl"),
                    help="data file for --source data (judge formats)")
-    p.add_argument("--num-prompts", "-n", type=positive, help="prompts per throughput run (N)")
-    p.add_argument("--input-len", type=positive, help="prompt tokens after templating")
-    p.add_argument("--output-len", type=positive, help="output tokens per prompt (at most, "
+    p.add_argument("--num-prompts", "-n", type=positive_int, help="prompts per throughput run (N)")
+    p.add_argument("--input-len", type=positive_int, help="prompt tokens after templating")
+    p.add_argument("--output-len", type=positive_int, help="output tokens per prompt (at most, "
                    "exactly with --ignore-eos)")
-    p.add_argument("--concurrency", "-c", type=positive,
+    p.add_argument("--concurrency", "-c", type=positive_int,
                    help="requests in flight for the concurrent rows (C); default "
                    "min(N, MAX_NUM_SEQS)")
     p.add_argument("--ignore-eos", action=argparse.BooleanOptionalAction, default=True,
                    help="every system generates exactly --output-len tokens (default on)")
-    p.add_argument("--repeats", type=positive, default=3, help="measured runs per row")
+    p.add_argument("--repeats", type=positive_int, default=3, help="measured runs per row")
     p.add_argument("--warmup", type=int, default=1, help="excluded runs before them")
-    p.add_argument("--batch-size", type=positive, help="latency batch size")
-    p.add_argument("--latency-iters", type=positive, help="measured latency iterations")
-    p.add_argument("--hf-batch-size", type=positive, help="transformers batch; default C")
+    p.add_argument("--batch-size", type=positive_int, help="latency batch size")
+    p.add_argument("--latency-iters", type=positive_int, help="measured latency iterations")
+    p.add_argument("--hf-batch-size", type=positive_int, help="transformers batch; default C")
     p.add_argument("--serve-input", choices=("text", "ids"), default="text",
                    help="what vllm serve receives: the templated text (default), or its "
                    "token ids")

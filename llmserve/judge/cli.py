@@ -11,6 +11,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from llmserve.argtypes import positive_int
 from llmserve.judge import EXIT_INTERRUPTED, EXIT_SERVER, EXIT_USAGE, JudgeError
 from llmserve.judge.data import ALL_SPLITS
 
@@ -58,13 +59,6 @@ An interrupted run keeps what it scored: rerun with --resume (and the same --out
 exit codes: 0 passed (or no gates), 2 bad arguments or data, 3 a gate failed
 (--min-score/--min-tps), 4 server down, failed to start or kept failing, 130 interrupted.
 """
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from llmserve.argtypes import positive_int
 from llmserve.tune import (
     DEFAULT_OUT,
     DEFAULT_SPACE,
@@ -48,13 +49,6 @@ Rerunning the same command resumes: recorded trials are skipped, an interrupted 
 exit codes: 0 a best was found, 2 bad arguments or search space (nothing ran), 3 no trial
 reached the floor, 130 interrupted (rerun to resume).
 """
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
