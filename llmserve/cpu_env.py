@@ -6,6 +6,9 @@ thread on core 0, core 1 left to the API server, the engine core and the client)
 Measured, offline LLM.generate, 32 prompts x 128 in / 32 out, output tokens/s (median of 3):
   torch.compile (the CPU default)   312 -> 354 with the preload
   eager                             258 -> 275 on a quiet machine; 168 -> 260 on a busy one
+Not confirmed on a quiet machine (session 2, compiled, 64 prompts x 128 in / 64 out, two
+pairs of runs): 397 and 404 with the preload, 413 and 487 without. So its gain is unproven;
+it stays until a longer A/B decides.
 Binding both cores (VLLM_CPU_OMP_THREADS_BIND=0-1) lost every time: 196 compiled, 157 eager,
 its two threads fighting the API server and engine-core processes for the same cores.
 VLLM_CPU_KVCACHE_SPACE only moves memory, not speed, so GPU_MEMORY_UTILIZATION stays the knob.
