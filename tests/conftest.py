@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -57,3 +58,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield srv
     finally:
         srv.process.stop()
+
+
+def write_chat_jsonl(path: Path, qa: list[tuple[str, str, str]]) -> Path:
+    """A data file in the judge's chat format: one (split, question, answer) per line."""
+    with path.open("w", encoding="utf-8") as file:
+        for n, (split, question, answer) in enumerate(qa):
+            messages = [{"role": "user", "content": question},
+                        {"role": "assistant", "content": answer}]
+            record = {"id": f"q{n}", "split": split, "messages": messages}
+            file.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return path

@@ -12,6 +12,7 @@ from llmserve.judge import EXIT_GATE, EXIT_OK, EXIT_SERVER, EXIT_USAGE
 from llmserve.judge.cli import main
 from llmserve.judge.runner import DETAILS, SUMMARY, RunConfig, Runner
 from llmserve.process import free_port
+from tests.conftest import write_chat_jsonl
 
 QA = [
     ("tune", "What is 2 + 2?", "2 + 2 = 4."),
@@ -27,14 +28,7 @@ TEST_IDS = [f"q{n}" for n, (split, _, _) in enumerate(QA) if split == "test"]
 
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
-    path = tmp_path / "data.jsonl"
-    with path.open("w", encoding="utf-8") as file:
-        for n, (split, question, answer) in enumerate(QA):
-            messages = [{"role": "user", "content": question},
-                        {"role": "assistant", "content": answer}]
-            record = {"id": f"q{n}", "split": split, "messages": messages}
-            file.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return path
+    return write_chat_jsonl(tmp_path / "data.jsonl", QA)
 
 
 def details(out: Path) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from llmserve.tune.report import BEST_ENV, BEST_JSON, PLOT
 from llmserve.tune.space import parse_space
 from llmserve.tune.trial import MARKER_VAR, Limits, Measure
 from llmserve.tune.tuner import TuneConfig, Tuner
+from tests.conftest import write_chat_jsonl
 
 QA = [
     ("tune", "What is 2 + 2?", "2 + 2 = 4."),
@@ -32,14 +33,7 @@ SETS = {"ENFORCE_EAGER": "1", "DTYPE": "float32", "MAX_MODEL_LEN": "1024",
 
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
-    path = tmp_path / "data.jsonl"
-    with path.open("w", encoding="utf-8") as file:
-        for n, (split, question, answer) in enumerate(QA):
-            messages = [{"role": "user", "content": question},
-                        {"role": "assistant", "content": answer}]
-            file.write(json.dumps({"id": f"q{n}", "split": split, "messages": messages},
-                                  ensure_ascii=False) + "\n")
-    return path
+    return write_chat_jsonl(tmp_path / "data.jsonl", QA)
 
 
 @pytest.fixture

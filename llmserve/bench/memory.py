@@ -47,19 +47,25 @@ def checkpoint_weight_bytes(model_dir: Path) -> int | None:
     return total
 
 
+def process_tree(pid: int | None) -> list[psutil.Process]:
+    """A process and all its descendants ([] when there is none or it is gone)."""
+    if pid is None:
+        return []
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
 def tree_rss(pid: int) -> int:
     """Resident bytes of a process and all its descendants (0 once it is gone).
 
     RSS double-counts pages the processes share (libraries, fork copies), so it bounds the
     tree's footprint from above; the same rule is used for every system.
     """
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0
     total = 0
-    for process in processes:
+    for process in process_tree(pid):
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             total += process.memory_info().rss
     return total
@@ -72,15 +78,8 @@ def tree_cpu_seconds(pid: int | None) -> float:
     hardly moves when other work shares the cores, which makes it the steadier figure for
     comparing CPU configurations on a busy machine.
     """
-    if pid is None:
-        return 0.0
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0.0
     total = 0.0
-    for process in processes:
+    for process in process_tree(pid):
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             times = process.cpu_times()
             total += times.user + times.system

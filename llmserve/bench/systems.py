@@ -39,7 +39,7 @@ from llmserve.bench.config import (
     VLLM_OFFLINE,
     VLLM_SERVE,
 )
-from llmserve.bench.memory import checkpoint_weight_bytes
+from llmserve.bench.memory import checkpoint_weight_bytes, process_tree
 from llmserve.bench.stats import LatencyRun, ThroughputRun
 from llmserve.bench.worker import AUTHKEY_ENV
 from llmserve.bench.workload import Batch
@@ -47,16 +47,6 @@ from llmserve.process import ServerFailed, ServerProcess, free_port, uvicorn_com
 
 HOST = "127.0.0.1"
 EXIT_WAIT_SECONDS = 60.0
-
-
-def process_tree(pid: int | None) -> list[psutil.Process]:
-    if pid is None:
-        return []
-    try:
-        root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
 
 
 async def wait_gone(processes: list[psutil.Process]) -> None:
