@@ -7,6 +7,9 @@ COPY requirements.txt requirements-common.txt ./
 RUN pip install --no-cache-dir -r requirements.txt
 
 COPY . .
+# The `llmserve` command; editable, so /app is what runs (the image has no .venv, so the
+# top-level scripts run under this python).
+RUN pip install --no-cache-dir --no-deps -e .
 ARG MODEL_ID=qwen/Qwen2.5-1.5B-Instruct
 ENV MODEL_ID=${MODEL_ID} \
     MODELS_ROOT=/app/model \

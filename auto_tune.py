@@ -1,5 +1,10 @@
-"""Search settings for the most tokens/s above a score floor: `python auto_tune.py --help`."""
+"""Search settings for the most tokens/s above a score floor: `python auto_tune.py --help`.
 
-from llmserve.tune.cli import main
+A thin shim over `llmserve tune` (auto_tune.sh is the other); run it with any python: it
+re-executes under .venv.
+"""
 
-raise SystemExit(main())
+from llmserve.cli.bootstrap import run
+
+if __name__ == "__main__":  # trials start servers; nothing starts on import
+    raise SystemExit(run("tune", __file__))

@@ -10,8 +10,9 @@ export MODEL_REVISION='master'
 unset MODEL_DIR
 export MODELS_ROOT='model'
 export CACHE_DIR='~/.cache/llmserve'
-export DTYPE='auto'
+export ENGINE='vllm'
 export MAX_MODEL_LEN='2048'
+export DTYPE='auto'
 unset GPU_MEMORY_UTILIZATION
 export MAX_NUM_SEQS='256'
 unset MAX_NUM_BATCHED_TOKENS
@@ -32,6 +33,7 @@ export TOP_P='1.0'
 export TOP_K='0'
 export REPETITION_PENALTY='1.0'
 export FREQUENCY_PENALTY='0.0'
+export PRESENCE_PENALTY='0.0'
 export STOP_STRINGS='[]'
 export IGNORE_EOS='0'
 unset SEED

@@ -1,5 +1,10 @@
-"""Score the running service like the grader: `python eval_local.py --help`."""
+"""Score the running service like the grader: `python eval_local.py --help`.
 
-from llmserve.judge.cli import main
+A thin shim over `llmserve judge` (judge.sh is the other); run it with any python: it
+re-executes under .venv.
+"""
 
-raise SystemExit(main())
+from llmserve.cli.bootstrap import run
+
+if __name__ == "__main__":  # --start launches a server; nothing starts on import
+    raise SystemExit(run("judge", __file__))

@@ -3,12 +3,13 @@
 #
 #   bash judge.sh                 evaluate the server already running (bash run_model.sh)
 #   bash judge.sh --start         start one with the current environment, evaluate, stop it
-#   bash judge.sh --limit 20 ...  any other arguments go to eval_local.py (see --help)
+#   bash judge.sh --limit 20 ...  any other arguments go to `llmserve judge` (eval_local.py;
+#                                 see --help)
 #
 # Environment (all optional):
 #   JUDGE_URL    server to evaluate (default http://127.0.0.1:${PORT:-8000})
 #   JUDGE_START  1: the same as --start (the started server gets 127.0.0.1 and a free port)
-#   DATA         data file, jsonl or .docx (default data.jsonl)
+#   DATA         data file, jsonl or .docx (default data.jsonl in this directory)
 #   SPLIT        split to evaluate, or "all" (default test)
 #   N            evaluate only the first N items
 #   MODE         seq (default), batch, or concurrent
@@ -23,13 +24,16 @@
 # Exit codes: 0 pass, 2 bad arguments or data, 3 a gate failed, 4 server down or failing,
 # 130 interrupted (rerun with --resume to finish).
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")"
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)  # paths you pass stay relative to your cwd
 
-PYTHON="${VENV_DIR:-.venv}/bin/python"
+venv=${VENV_DIR:-.venv}
+[[ "$venv" == /* ]] || venv="$root/$venv"
+PYTHON="$venv/bin/python"
 [[ -x "$PYTHON" ]] || PYTHON=python3
+export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"  # llmserve from any directory, any python
 
 args=(--url "${JUDGE_URL:-http://127.0.0.1:${PORT:-8000}}"
-      --data "${DATA:-data.jsonl}" --split "${SPLIT:-test}")
+      --data "${DATA:-$root/data.jsonl}" --split "${SPLIT:-test}")
 case "${MODE:-seq}" in
   seq | sequential) ;;
   batch) args+=(--batch ${BATCH_SIZE:+--batch-size "$BATCH_SIZE"}) ;;
@@ -46,4 +50,4 @@ esac
 
 # exec: the exit code is the judge's own (gates included), and Ctrl-C reaches it directly,
 # so a server that --start launched is stopped by the judge itself (its process group only).
-exec "$PYTHON" -m llmserve.judge "${args[@]}" "$@"
+exec "$PYTHON" -m llmserve judge "${args[@]}" "$@"

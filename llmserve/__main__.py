@@ -1,9 +1,9 @@
-"""`python -m llmserve`: serve serve:app with uvicorn on the HOST and PORT settings."""
+"""`python -m llmserve <command> ...`: the same command line as the `llmserve` console script.
 
-import uvicorn
+`python -m llmserve serve` serves (run_model.sh and harness.launch.serve_command use it).
+"""
 
-from llmserve.settings import load_settings
+from llmserve.cli import main
 
-if __name__ == "__main__":
-    settings = load_settings()
-    uvicorn.run("serve:app", host=settings.host, port=settings.port)
+if __name__ == "__main__":  # engines spawn workers that re-import the main module
+    raise SystemExit(main())

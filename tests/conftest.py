@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from llmserve.process import ServerProcess, free_port, uvicorn_command
+from llmserve.harness.launch import ServerProcess, start_service
 
 # Test engines start eager (no torch.compile) and small: start-up time dominates the suite.
 # float32 because greedy answers in bf16 change with the batch they run in (kernel numerics,
@@ -39,15 +38,10 @@ class Server:
 
 
 def start_server(tmp_dir: Path, name: str, **env: str) -> Server:
-    port = free_port()
+    """`llmserve serve` on a free port with the test settings (and `env` on top)."""
     log = tmp_dir / f"{name}.log"
-    process = ServerProcess(
-        uvicorn_command("127.0.0.1", port),
-        health_url=f"http://127.0.0.1:{port}/",
-        env={**os.environ, **TEST_ENV, **env},
-        log_path=log,
-    ).start()
-    return Server(url=f"http://127.0.0.1:{port}", process=process, log=log)
+    service = start_service({**TEST_ENV, **env}, log_path=log)
+    return Server(url=service.url, process=service.server, log=log)
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,9 @@ import httpx
 import pytest
 import uvicorn
 
-from llmserve.bench import BenchError
-from llmserve.bench.client import Users, predict
+from llmserve.bench.client import Users
+from llmserve.errors import ServerError
+from llmserve.harness.client import post_predict
 
 USERS = 8
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -82,7 +83,7 @@ def test_users_answer_in_order_with_c_in_flight() -> None:
     async def scenario() -> None:
         app = EchoApp()
         async with serving(app) as url, Users(url, USERS) as users:
-            replies = await users.run([lambda c, p=p: predict(c, p) for p in prompts])
+            replies = await users.run([lambda c, p=p: post_predict(c, p) for p in prompts])
         assert [r.output_tokens for r in replies] == [len(p) for p in prompts]
         assert app.most == USERS  # all users at once, never more
         assert len(app.ports) == USERS  # one kept-alive connection per user
@@ -96,8 +97,8 @@ def test_first_failure_is_raised_and_stops_the_others() -> None:
     async def scenario() -> None:
         app = EchoApp()
         async with serving(app) as url, Users(url, USERS) as users:
-            with pytest.raises(BenchError, match="500"):
-                await users.run([lambda c, p=p: predict(c, p) for p in prompts])
+            with pytest.raises(ServerError, match="500"):
+                await users.run([lambda c, p=p: post_predict(c, p) for p in prompts])
             # The other users were cancelled: their clients are closed without errors below.
         assert app.inflight == 0
 

@@ -8,15 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from llmserve import cpu_env
 from llmserve.bench.cli import build_parser, config_from, parse_systems
-from llmserve.bench.config import QUICK, SYSTEMS, settings_env
+from llmserve.bench.config import QUICK, SYSTEMS
 from llmserve.bench.systems import (
     engine_flags,
     offline_batched_tokens,
     systems_for,
     vllm_serve_command,
 )
+from llmserve.engines.vllm import cpu_env
+from llmserve.harness.launch import settings_env
+from llmserve.paths import RESULTS_ROOT
 
 
 def config(*argv: str):  # type: ignore[no-untyped-def]
@@ -34,7 +36,8 @@ def test_quick_preset_and_overrides() -> None:
     assert (quick.num_prompts, quick.output_len, quick.eager) == (
         QUICK.num_prompts, QUICK.output_len, True)
     assert quick.systems == SYSTEMS
-    assert quick.out.parts[:2] == ("results", "bench")
+    assert quick.out.parent == RESULTS_ROOT / "bench"  # absolute: any working directory
+    assert quick.out.is_absolute() and quick.out.name.endswith("-quick")
     custom = config("--quick", "-n", "5", "--no-eager", "--env", "A=1", "--out", "x")
     assert (custom.num_prompts, custom.eager, custom.extra_env, custom.out) == (
         5, False, {"A": "1"}, Path("x"))
@@ -118,3 +121,13 @@ def test_vllm_serve_gets_text_unless_asked_for_ids() -> None:
     assert config("--serve-input", "ids").serve_input == "ids"
     with pytest.raises(SystemExit):
         config("--serve-input", "tokens")
+
+
+def test_no_cpu_env_withholds_the_launch_environment_from_the_service_too() -> None:
+    from llmserve.bench.runner import child_environment
+
+    # `llmserve serve` adds its launch variables where they are unset: set empty, they stay off.
+    env = child_environment(config("--no-cpu-env"), {"max_new_tokens": 7}, {}, ("LD_PRELOAD",))
+    assert env["LD_PRELOAD"] == "" and env["MAX_NEW_TOKENS"] == "7"
+    env = child_environment(config(), {}, {"LD_PRELOAD": "/lib/x.so"})
+    assert env["LD_PRELOAD"] == "/lib/x.so" and env["HF_HUB_OFFLINE"]

@@ -9,7 +9,7 @@ import pytest
 
 from llmserve.bench.chart import draw
 from llmserve.bench.cli import main
-from llmserve.bench.record import Record, markdown, resume_mismatch, write_atomic
+from llmserve.bench.record import Record, markdown, resume_mismatch
 from llmserve.bench.stats import LatencyRun, ThroughputRun, summarize_latency, summarize_throughput
 
 HEADER = {
@@ -110,14 +110,6 @@ def test_report_renders_an_existing_record(record: Record, capsys: pytest.Captur
     assert "| vllm-offline" in capsys.readouterr().out
     assert record.path.with_name("results.md").exists()
     assert record.path.with_name("chart.png").exists()
-
-
-def test_write_atomic_replaces(tmp_path: Path) -> None:
-    path = tmp_path / "x.json"
-    write_atomic(path, "one")
-    write_atomic(path, "two")
-    assert path.read_text() == "two"
-    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
 
 
 def test_resume_keeps_figures_and_adds_systems(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """Long /predict lists, as the benchmark sends them: tokenized in chunks that enter the engine
-one after another (llmserve.engine.TOKENIZE_CHUNK), answers still in order."""
+one after another (llmserve.engines.vllm.engine.TOKENIZE_CHUNK), answers still in order."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from llmserve.engine import TOKENIZE_CHUNK
+from llmserve.engines.vllm.engine import TOKENIZE_CHUNK
 from tests.conftest import Server, start_server
 
 pytestmark = pytest.mark.engine

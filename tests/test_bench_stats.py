@@ -1,4 +1,5 @@
-"""The benchmark's statistics: spreads, percentiles, throughput and latency figures."""
+"""The benchmark's statistics: throughput and latency figures, and the shared spreads,
+percentiles and ratios (llmserve.harness.stats) as the benchmark relies on them."""
 
 from __future__ import annotations
 
@@ -6,13 +7,11 @@ import pytest
 
 from llmserve.bench.stats import (
     LatencyRun,
-    Spread,
     ThroughputRun,
-    percentile,
-    ratio,
     summarize_latency,
     summarize_throughput,
 )
+from llmserve.harness.stats import Spread, percentile, ratio
 
 
 def test_spread_is_median_with_range() -> None:

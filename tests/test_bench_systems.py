@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from llmserve.bench import BenchError
 from llmserve.bench.cli import build_parser, config_from
 from llmserve.bench.config import TRANSFORMERS
 from llmserve.bench.memory import PeakMemory, checkpoint_weight_bytes, tree_rss
@@ -20,7 +19,8 @@ from llmserve.bench.record import Record
 from llmserve.bench.runner import Plan, Runner
 from llmserve.bench.systems import Context, Transformers, WorkerSystem
 from llmserve.bench.workload import PromptMaker
-from llmserve.engine import PromptRenderer
+from llmserve.engines.render import PromptRenderer
+from llmserve.errors import LlmserveError
 from llmserve.model import ModelNotFound, resolve_model_dir
 from llmserve.settings import Settings
 
@@ -89,7 +89,7 @@ def test_transformers_worker_real_run(tmp_path: Path, model_dir: Path) -> None:
             run = await system.throughput(TRANSFORMERS, batch)
             latency = await system.latency(batch, maker.synthetic(3, 40, seed=1))
             weights = await system.weight_bytes()
-            with pytest.raises(BenchError, match="unknown op"):
+            with pytest.raises(LlmserveError, match="unknown op"):
                 await system.call({"op": "nope"})
         return run.output_tokens, [latency.output_tokens, latency.batch_size], weights, pgid
 

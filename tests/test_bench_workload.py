@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from llmserve.bench import BenchError
 from llmserve.bench.workload import PromptMaker, data_questions, data_slice
-from llmserve.engine import PromptRenderer
+from llmserve.engines.render import PromptRenderer
+from llmserve.errors import LlmserveError
 from llmserve.model import ModelNotFound, resolve_model_dir
 from llmserve.settings import Settings
 
@@ -58,13 +58,13 @@ def test_max_tokens_follow_the_service_rule(renderer: PromptRenderer) -> None:
     maker = PromptMaker(renderer, max_model_len=100, max_new_tokens=64)
     batch = maker.synthetic(1, 60, seed=0)
     assert batch.max_tokens == [40]  # never past MAX_MODEL_LEN
-    with pytest.raises(BenchError, match="MAX_MODEL_LEN"):
+    with pytest.raises(LlmserveError, match="MAX_MODEL_LEN"):
         maker.synthetic(1, 100, seed=0)
 
 
 def test_input_len_below_the_template_is_refused(renderer: PromptRenderer) -> None:
     maker = PromptMaker(renderer, max_model_len=2048, max_new_tokens=16)
-    with pytest.raises(BenchError, match="template"):
+    with pytest.raises(LlmserveError, match="template"):
         maker.synthetic(1, 5, seed=0)
 
 
@@ -80,7 +80,7 @@ def test_data_questions_and_slices(tmp_path: Path) -> None:
     assert questions == [f"Q{i}?" for i in range(5)]
     assert data_slice(questions, 3, 0) == ["Q0?", "Q1?", "Q2?"]
     assert data_slice(questions, 3, 1) == ["Q3?", "Q4?", "Q0?"]  # wraps around
-    with pytest.raises(BenchError):
+    with pytest.raises(LlmserveError):
         data_questions(tmp_path / "missing.jsonl")
 
 

@@ -9,7 +9,7 @@ import httpx
 import psutil
 import pytest
 
-from llmserve.process import ServerFailed
+from llmserve.harness.launch import ServerFailed
 from tests.conftest import start_server
 
 pytestmark = pytest.mark.engine

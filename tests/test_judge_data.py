@@ -8,7 +8,7 @@ from pathlib import Path
 import docx
 import pytest
 
-from llmserve.judge import JudgeError
+from llmserve.errors import LlmserveError
 from llmserve.judge.data import load_items, select
 
 
@@ -71,7 +71,7 @@ def test_docx_question_without_answer_names_its_paragraph(tmp_path: Path) -> Non
     document.add_paragraph("问题：没有答案的问题")
     path = tmp_path / "bad.docx"
     document.save(str(path))
-    with pytest.raises(JudgeError, match=r"bad\.docx:paragraph 1: .*答案"):
+    with pytest.raises(LlmserveError, match=r"bad\.docx:paragraph 1: .*答案"):
         load_items(path)
 
 
@@ -89,25 +89,25 @@ def test_docx_question_without_answer_names_its_paragraph(tmp_path: Path) -> Non
 def test_malformed_line_names_file_and_line(tmp_path: Path, line: str, message: str) -> None:
     path = tmp_path / "d.jsonl"
     path.write_text('{"question": "ok", "answer": "fine"}\n\n' + line + "\n")
-    with pytest.raises(JudgeError, match=rf"d\.jsonl:3: .*{message}"):
+    with pytest.raises(LlmserveError, match=rf"d\.jsonl:3: .*{message}"):
         load_items(path)
 
 
 def test_duplicate_ids_are_an_error(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "d.jsonl", [chat("q1", "test", "a", "b")] * 2)
-    with pytest.raises(JudgeError, match=r"d\.jsonl:2: duplicate id 'q1'"):
+    with pytest.raises(LlmserveError, match=r"d\.jsonl:2: duplicate id 'q1'"):
         load_items(path)
 
 
 def test_empty_dataset_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "empty.jsonl"
     path.write_text("\n")
-    with pytest.raises(JudgeError, match="no items"):
+    with pytest.raises(LlmserveError, match="no items"):
         load_items(path)
 
 
 def test_missing_file_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(JudgeError, match="does not exist"):
+    with pytest.raises(LlmserveError, match="does not exist"):
         load_items(tmp_path / "nope.jsonl")
 
 
@@ -117,7 +117,7 @@ def test_split_filters_only_data_with_splits(tmp_path: Path) -> None:
     ]))
     assert [i.id for i in select(split, "test", None)] == ["b"]
     assert [i.id for i in select(split, "all", None)] == ["a", "b", "c"]
-    with pytest.raises(JudgeError, match=r"no items in split 'dev'.*\['test', 'tune'\]"):
+    with pytest.raises(LlmserveError, match=r"no items in split 'dev'.*\['test', 'tune'\]"):
         select(split, "dev", None)
     unsplit = load_items(write_jsonl(tmp_path / "u.jsonl", [chat("a", None, "q", "r")] ))
     assert [i.id for i in select(unsplit, "test", None)] == ["a"]

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from llmserve.judge import JudgeError
-from llmserve.judge.details import DetailsWriter, read_details
+from llmserve.errors import ExitCode, LlmserveError
+from llmserve.harness.records import JsonlWriter
+from llmserve.judge.details import read_details
 from llmserve.judge.gates import check_gates
-from llmserve.judge.stats import percentiles, summarize, union_length
+from llmserve.judge.stats import summarize
 
 
 def record(item_id: str, t_start: float, t_end: float, engine: float | None = None, *,
@@ -23,16 +24,6 @@ def record(item_id: str, t_start: float, t_end: float, engine: float | None = No
         "engine_output_tokens": tokens, "request": request if request is not None else item_id,
         "request_size": 1, "session": session, "t_start": t_start, "t_end": t_end,
     }
-
-
-def test_union_length_counts_overlaps_once() -> None:
-    assert union_length([(0, 2), (1, 3), (5, 6), (5.5, 5.7)]) == pytest.approx(4.0)
-    assert union_length([]) == 0.0
-
-
-def test_percentiles() -> None:
-    assert percentiles(list(map(float, range(1, 101))))["p50"] == pytest.approx(50.5)
-    assert percentiles([]) == {"p50": None, "p90": None, "p99": None}
 
 
 def test_sequential_summary() -> None:
@@ -92,7 +83,7 @@ def test_unmeasured_tps_fails_its_gate() -> None:
 
 def test_details_round_trip_and_torn_last_line(tmp_path: Path) -> None:
     path = tmp_path / "details.jsonl"
-    with DetailsWriter(path) as writer:
+    with JsonlWriter(path) as writer:
         writer.write(record("a", 0, 1))
         writer.write(record("b", 1, 2))
     with path.open("a") as file:
@@ -101,7 +92,7 @@ def test_details_round_trip_and_torn_last_line(tmp_path: Path) -> None:
     assert path.read_text().endswith('"scor')  # reading alone changes nothing
     read_details(path, repair=True)
     assert path.read_text().endswith("\n")
-    with DetailsWriter(path) as writer:
+    with JsonlWriter(path) as writer:
         writer.write(record("c", 2, 3))
     assert [r["id"] for r in read_details(path)] == ["a", "b", "c"]
 
@@ -109,8 +100,12 @@ def test_details_round_trip_and_torn_last_line(tmp_path: Path) -> None:
 def test_details_corruption_and_duplicates_are_errors(tmp_path: Path) -> None:
     path = tmp_path / "details.jsonl"
     path.write_text(json.dumps(record("a", 0, 1)) + "\nnot json\n")
-    with pytest.raises(JudgeError, match=r"details\.jsonl:2: not a details record"):
+    with pytest.raises(LlmserveError, match=r"details\.jsonl:2: not a JSON record") as caught:
+        read_details(path)
+    assert caught.value.exit_code is ExitCode.USAGE
+    path.write_text(json.dumps(record("a", 0, 1)) + '\n{"no": "id"}\n')
+    with pytest.raises(LlmserveError, match=r"details\.jsonl:2: not a details record"):
         read_details(path)
     path.write_text((json.dumps(record("a", 0, 1)) + "\n") * 2)
-    with pytest.raises(JudgeError, match=r"details\.jsonl:2: item 'a' again"):
+    with pytest.raises(LlmserveError, match=r"details\.jsonl:2: item 'a' again"):
         read_details(path)

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from llmserve.judge import EXIT_GATE, EXIT_OK, EXIT_SERVER, EXIT_USAGE
+from llmserve.errors import ExitCode
+from llmserve.harness.launch import free_port
 from llmserve.judge.cli import main
 from llmserve.judge.runner import DETAILS, SUMMARY, RunConfig, Runner
-from llmserve.process import free_port
 from tests.conftest import write_chat_jsonl
 
 QA = [
@@ -47,7 +47,7 @@ class Stop(Exception):
 def test_sequential_run_reports_both_scores_and_speed(server: Any, data: Path,
                                                       tmp_path: Path) -> None:
     out = tmp_path / "run"
-    assert main(["--url", server.url, "--data", str(data), "--out", str(out)]) == EXIT_OK
+    assert main(["--url", server.url, "--data", str(data), "--out", str(out)]) == ExitCode.OK
     records = details(out)
     assert sorted(r["id"] for r in records) == sorted(TEST_IDS)  # the test split only
     for r in records:
@@ -75,7 +75,7 @@ def test_batch_and_concurrent_modes(server: Any, data: Path, tmp_path: Path, fla
                                     mode: str, requests: int) -> None:
     out = tmp_path / "run"
     argv = ["--url", server.url, "--data", str(data), "--out", str(out), *flags]
-    assert main(argv) == EXIT_OK
+    assert main(argv) == ExitCode.OK
     assert sorted(r["id"] for r in details(out)) == sorted(TEST_IDS)
     result = summary(out)
     assert result["run"]["mode"] == mode
@@ -101,10 +101,10 @@ def test_interrupted_run_resumes_with_every_item_once(server: Any, data: Path,
     assert not (out / SUMMARY).exists()
 
     # Without --resume the folder is refused rather than mixed into.
-    assert main(["--url", server.url, "--data", str(data), "--out", str(out)]) == EXIT_USAGE
+    assert main(["--url", server.url, "--data", str(data), "--out", str(out)]) == ExitCode.USAGE
 
     assert main(["--url", server.url, "--data", str(data), "--out", str(out),
-                 "--resume"]) == EXIT_OK
+                 "--resume"]) == ExitCode.OK
     records = details(out)
     assert sorted(r["id"] for r in records) == sorted(TEST_IDS)  # every item exactly once
     assert [r["id"] for r in records[:2]] == seen  # the first session's items were kept
@@ -117,10 +117,11 @@ def test_interrupted_run_resumes_with_every_item_once(server: Any, data: Path,
 def test_gates_set_the_exit_code(server: Any, data: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     base = ["--url", server.url, "--data", str(data), "--out", str(out), "--limit", "2"]
-    assert main([*base, "--min-score", "0", "--min-tps", "0.001"]) == EXIT_OK
+    assert main([*base, "--min-score", "0", "--min-tps", "0.001"]) == ExitCode.OK
     # Gating again on the finished run (--resume with nothing left) sends no requests.
-    assert main([*base, "--resume", "--min-score", "1.01"]) == EXIT_GATE
-    assert main([*base, "--resume", "--min-tps", "1e9", "--tps-basis", "wall"]) == EXIT_GATE
+    assert main([*base, "--resume", "--min-score", "1.01"]) == ExitCode.GATE_FAILED
+    gated = main([*base, "--resume", "--min-tps", "1e9", "--tps-basis", "wall"])
+    assert gated == ExitCode.GATE_FAILED
     gates = summary(out)["gates"]
     assert [(g["name"], g["passed"]) for g in gates] == [("tokens/s[wall]", False)]
 
@@ -129,7 +130,7 @@ def test_server_down_is_a_clear_error(data: Path, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     argv = ["--url", url, "--data", str(data), "--out", str(tmp_path / "r"), "--wait", "1"]
-    assert main(argv) == EXIT_SERVER
+    assert main(argv) == ExitCode.SERVER
     err = capsys.readouterr().err
     assert url in err and "bash run_model.sh" in err and "judge.sh --start" in err
 
@@ -137,5 +138,14 @@ def test_server_down_is_a_clear_error(data: Path, tmp_path: Path,
 def test_bad_data_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text('{"question": "q", "answer": "a"}\n{oops\n')
-    assert main(["--data", str(path), "--out", str(tmp_path / "r")]) == EXIT_USAGE
+    assert main(["--data", str(path), "--out", str(tmp_path / "r")]) == ExitCode.USAGE
     assert "bad.jsonl:2: not valid JSON" in capsys.readouterr().err
+
+
+def test_defaults_are_absolute_so_any_working_directory_works() -> None:
+    from llmserve.judge.cli import JUDGE_ROOT, build_parser
+    from llmserve.paths import DATA_JSONL, RESULTS_ROOT
+
+    args = build_parser().parse_args([])
+    assert args.data == DATA_JSONL and DATA_JSONL.is_absolute()
+    assert JUDGE_ROOT == RESULTS_ROOT / "judge" and JUDGE_ROOT.is_absolute()

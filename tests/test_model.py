@@ -36,8 +36,9 @@ def test_model_id_served_from_models_root(tmp_path: Path) -> None:
 
 
 def test_download_arguments_and_skip(tmp_path: Path) -> None:
-    settings = Settings(model_id="qwen/Qwen2.5-0.5B-Instruct", model_revision="v1.0",
-                        models_root=tmp_path)
+    settings = Settings(
+        model_id="qwen/Qwen2.5-0.5B-Instruct", model_revision="v1.0", models_root=tmp_path
+    )
     calls: list[dict] = []
 
     def fetch(**kwargs: object) -> str:  # stands in for modelscope.snapshot_download

@@ -1,13 +1,18 @@
-"""The generated docs, env_force.sh and the Dockerfile agree with the settings class."""
+"""The generated docs, env_force.sh and the Dockerfile agree with the settings class; the
+shipped data, the top-level shims and the console script are in place."""
 
 import ast
+import fnmatch
 import json
 import os
 import re
 import subprocess
 from pathlib import Path
 
-from llmserve import envdoc
+import pytest
+
+from llmserve import cli, envdoc
+from llmserve.paths import GSM8K_TEST
 from llmserve.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,3 +74,68 @@ def test_dockerfile_env_and_cmd() -> None:
     # Files the image copies before `pip install` must exist.
     for name in re.findall(r"^COPY (.+) \./$", text, flags=re.MULTILINE)[0].split():
         assert (ROOT / name).exists(), name
+
+
+def dockerignored(path: str) -> bool:
+    """Whether a .dockerignore pattern excludes `path` or one of its parent folders."""
+    patterns = [
+        line.strip().rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    return any(fnmatch.fnmatch(prefix, pattern) for prefix in prefixes for pattern in patterns)
+
+
+def test_gsm8k_ships_with_its_licence() -> None:
+    """The product's run-time data is in the repository (and the image), with its licence."""
+    assert GSM8K_TEST == ROOT / "data" / "gsm8k" / "test.jsonl"
+    lines = GSM8K_TEST.read_text().splitlines()
+    assert len(lines) == 1319
+    first = json.loads(lines[0])
+    assert set(first) == {"question", "answer"} and "####" in first["answer"]
+    licence = (GSM8K_TEST.parent / "LICENSE").read_text()
+    assert licence.startswith("MIT License") and "OpenAI" in licence
+    readme = (ROOT / "data" / "README.md").read_text()
+    assert "3101c7d5072418e28b9008a6636bde82a006892c" in readme and "MIT" in readme
+    for path in ("data/gsm8k/test.jsonl", "data/gsm8k/LICENSE", "data.jsonl"):
+        assert not dockerignored(path), path
+
+
+SHIMS = {
+    "bench.py": "bench",
+    "eval_local.py": "judge",
+    "quantize.py": "quantize",
+    "auto_tune.py": "tune",
+    "download_model.py": "download",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHIMS))
+def test_top_level_scripts_are_thin_shims(name: str) -> None:
+    """Each is a docstring, the bootstrap import and a guarded run(<its subcommand>)."""
+    tree = ast.parse((ROOT / name).read_text())
+    docstring, imports, guard = tree.body
+    assert isinstance(docstring, ast.Expr) and isinstance(docstring.value, ast.Constant)
+    assert isinstance(imports, ast.ImportFrom) and imports.module == "llmserve.cli.bootstrap"
+    assert isinstance(guard, ast.If) and "__main__" in ast.unparse(guard.test)
+    assert ast.unparse(guard.body[0]) == f"raise SystemExit(run({SHIMS[name]!r}, __file__))"
+    assert SHIMS[name] in cli.BY_NAME
+
+
+def test_shell_scripts_run_through_the_cli() -> None:
+    run_model = (ROOT / "run_model.sh").read_text()
+    assert 'exec "$PY" -m llmserve serve "$@"' in run_model
+    assert "cpu_env" not in run_model  # `llmserve serve` applies the engine's launch env itself
+    assert 'exec "$PYTHON" -m llmserve judge ' in (ROOT / "judge.sh").read_text()
+    assert 'exec "$PYTHON" -m llmserve tune "$@"' in (ROOT / "auto_tune.sh").read_text()
+
+
+def test_pyproject_installs_the_console_script() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["scripts"] == {"llmserve": "llmserve.cli:main"}
+    assert project["build-system"]["build-backend"] == "setuptools.build_meta"
+    assert "-e ." in (ROOT / "scripts" / "setup_env.sh").read_text()
+    assert "*.egg-info/" in (ROOT / ".gitignore").read_text().splitlines()

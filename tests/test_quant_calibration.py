@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from llmserve.errors import LlmserveError
 from llmserve.model import embedded_dir
-from llmserve.quantize import QuantError
 from llmserve.quantize.calibration import load_calibration, make_calibration
 from llmserve.settings import Settings
 
@@ -41,10 +41,10 @@ def test_samples_come_from_the_tune_split_only(tmp_path: Path) -> None:
 
 def test_bad_requests_are_named(tmp_path: Path) -> None:
     data = write_data(tmp_path / "data.jsonl", ["test", "tune"])
-    with pytest.raises(QuantError, match="--count 5 is more than the 1 tune items"):
+    with pytest.raises(LlmserveError, match="--count 5 is more than the 1 tune items"):
         make_calibration(data, EMBEDDED, tmp_path / "cal", count=5, max_length=64, seed=0)
     only_test = write_data(tmp_path / "test-only.jsonl", ["test", "test"])
-    with pytest.raises(QuantError, match="no items in split 'tune'"):
+    with pytest.raises(LlmserveError, match="no items in split 'tune'"):
         make_calibration(only_test, EMBEDDED, tmp_path / "cal", count=1, max_length=64, seed=0)
-    with pytest.raises(QuantError, match="no calibration set"):
+    with pytest.raises(LlmserveError, match="no calibration set"):
         load_calibration(tmp_path / "absent")

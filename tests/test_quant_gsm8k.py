@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from llmserve.quantize import QuantError
+from llmserve.errors import LlmserveError
 from llmserve.quantize.gsm8k import (
     Problem,
     build_prompt,
@@ -62,10 +62,10 @@ def test_few_shot_examples_come_from_the_end_and_are_never_scored(tmp_path: Path
     prompt = build_prompt(scored[0], examples)
     assert prompt.startswith("Question: q8\nAnswer: a8\n#### 8\n\n")
     assert prompt.endswith("Question: q0\nAnswer:")
-    with pytest.raises(QuantError, match="leaves no GSM8K problem"):
+    with pytest.raises(LlmserveError, match="leaves no GSM8K problem"):
         split_shots(problems, 10, None)
 
 
 def test_missing_file_names_it(tmp_path: Path) -> None:
-    with pytest.raises(QuantError, match=r"nope\.jsonl"):
+    with pytest.raises(LlmserveError, match=r"nope\.jsonl"):
         load_problems(tmp_path / "nope.jsonl")

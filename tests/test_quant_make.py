@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from llmserve.model import embedded_dir
-from llmserve.process import REPO_ROOT
+from llmserve.paths import REPO_ROOT
 from llmserve.quantize import MANIFEST
 from llmserve.quantize.calibration import make_calibration
 from llmserve.quantize.make import make_variant

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from llmserve.schema import BadRequest, parse_predict
+from llmserve.server.schema import BadRequest, parse_predict
 
 
 def parse(body: object, max_prompts: int = 4):

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from llmserve.engine import engine_kwargs, sampling_kwargs
-from llmserve.settings import Settings, describe_error
+from llmserve.engines.base import Sampling
+from llmserve.engines.vllm.args import engine_kwargs, sampling_kwargs
+from llmserve.settings import GROUPS, Settings, describe_error, read_setting
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,6 +46,8 @@ def test_defaults_and_parsing(tmp_path: Path) -> None:
         ({"KV_CACHE_DTYPE": "int3"}, "unknown KV cache dtype 'int3'"),
         ({"TEMPERATURE": "hot"}, "TEMPERATURE='hot'"),
         ({"SPECULATIVE_METHOD": "magic"}, "SPECULATIVE_METHOD='magic'"),
+        ({"ENGINE": "llama"}, "ENGINE='llama'"),
+        ({"PRESENCE_PENALTY": "3"}, "PRESENCE_PENALTY='3'"),
         ({"STOP_STRINGS": "[broken"}, "STOP_STRINGS"),
         (
             {"NGRAM_PROMPT_LOOKUP_MIN": "5", "NGRAM_PROMPT_LOOKUP_MAX": "2"},
@@ -58,6 +61,25 @@ def test_bad_values_are_named(env: dict[str, str], expected: str) -> None:
     assert expected in error_line(**env)
 
 
+def test_groups_hold_every_setting_once() -> None:
+    """Settings is exactly its groups' fields, flat and in the groups' order."""
+    names = [name for group in GROUPS for name in group.model_fields]
+    assert names == list(Settings.model_fields)
+    assert settings().engine == "vllm" and settings().dtype == "auto"  # flat access
+
+
+def test_read_setting_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One setting without the whole class's checks (the judge's MODEL_DIR lookup)."""
+    monkeypatch.delenv("MODEL_DIR", raising=False)
+    assert read_setting("model_dir") is None
+    monkeypatch.setenv("MODEL_DIR", "/no/such/dir")  # Settings() would refuse it
+    assert read_setting("model_dir") == Path("/no/such/dir")
+    monkeypatch.setenv("MAX_MODEL_LEN", "many")
+    assert read_setting("max_model_len") == 2048
+    monkeypatch.setenv("MAX_MODEL_LEN", "512")
+    assert read_setting("max_model_len") == 512
+
+
 def test_known_names_come_from_vllm() -> None:
     assert settings(QUANTIZATION="awq").quantization == "awq"
     assert settings(KV_CACHE_DTYPE="fp8").kv_cache_dtype == "fp8"
@@ -65,18 +87,24 @@ def test_known_names_come_from_vllm() -> None:
 
 def test_engine_and_sampling_arguments(tmp_path: Path) -> None:
     s = settings(
-        SPECULATIVE_METHOD="ngram", NUM_SPECULATIVE_TOKENS="3", MAX_NUM_BATCHED_TOKENS="512",
-        GPU_MEMORY_UTILIZATION="0.5", STOP_STRINGS="END", SEED="7",
+        SPECULATIVE_METHOD="ngram",
+        NUM_SPECULATIVE_TOKENS="3",
+        MAX_NUM_BATCHED_TOKENS="512",
+        GPU_MEMORY_UTILIZATION="0.5",
+        STOP_STRINGS="END",
+        SEED="7",
     )
     kwargs = engine_kwargs(s, tmp_path)
     assert kwargs["model"] == str(tmp_path) and kwargs["gpu_memory_utilization"] == 0.5
     assert kwargs["max_num_batched_tokens"] == 512 and kwargs["seed"] == 7
     assert kwargs["speculative_config"] == {
-        "method": "ngram", "num_speculative_tokens": 3,
-        "prompt_lookup_min": 2, "prompt_lookup_max": 4,
+        "method": "ngram",
+        "num_speculative_tokens": 3,
+        "prompt_lookup_min": 2,
+        "prompt_lookup_max": 4,
     }
     assert engine_kwargs(settings(), tmp_path)["speculative_config"] is None
-    assert sampling_kwargs(s)["stop"] == ["END"]
+    assert sampling_kwargs(Sampling.from_settings(s))["stop"] == ["END"]
 
 
 @pytest.mark.parametrize(
@@ -91,7 +119,11 @@ def test_start_up_stops_with_one_line(env: dict[str, str], expected: str) -> Non
     """The real entry point, as uvicorn imports it: a clear line, no traceback."""
     result = subprocess.run(
         [sys.executable, "-c", "import serve"],
-        cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2
     assert expected in result.stderr

@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 
 from llmserve.envdoc import defaults
-from llmserve.tune import TuneError
-from llmserve.tune.journal import RESULTS, Journal, read_jsonl
+from llmserve.errors import LlmserveError
+from llmserve.harness.launch import without_settings
+from llmserve.harness.records import read_jsonl
+from llmserve.tune.journal import RESULTS, Journal
 from llmserve.tune.objective import make_objective
 from llmserve.tune.report import BEST_ENV, BEST_JSON, PLOT, TABLE, write_outputs
-from llmserve.tune.tuner import clean_env
 
 
 def trial(number: int, score: float, tps: float, status: str = "ok",
@@ -44,18 +45,21 @@ def test_torn_last_line_is_dropped_and_repaired(tmp_path: Path) -> None:
     journal.append({"key": "b", "status": "ok"})
     assert [r["key"] for r in read_jsonl(path)] == ["a", "b"]
     path.write_text('{"key": "a"}\nnot json\n{"key": "c"}\n')
-    with pytest.raises(TuneError, match=f"{RESULTS}:2: not a JSON record"):
+    with pytest.raises(LlmserveError, match=f"{RESULTS}:2: not a JSON record"):
+        journal.records()
+    path.write_text('{"key": "a"}\n{"status": "ok"}\n')
+    with pytest.raises(LlmserveError, match=f"{RESULTS}:2: a record without a trial key"):
         journal.records()
 
 
 def test_meta_must_match_and_folder_is_locked(tmp_path: Path) -> None:
     Journal(tmp_path).check_meta({"limit": 40, "repeats": 1})
     Journal(tmp_path).check_meta({"limit": 40, "repeats": 1})
-    with pytest.raises(TuneError, match="measured with limit=40, not 20"):
+    with pytest.raises(LlmserveError, match="measured with limit=40, not 20"):
         Journal(tmp_path).check_meta({"limit": 20, "repeats": 1})
     first = Journal(tmp_path)
     first.lock()
-    with pytest.raises(TuneError, match=f"another auto_tune \\(pid {os.getpid()}\\)"):
+    with pytest.raises(LlmserveError, match=f"another auto_tune \\(pid {os.getpid()}\\)"):
         Journal(tmp_path).lock()
     first.unlock()
     Journal(tmp_path).lock()
@@ -114,7 +118,7 @@ def test_outputs_best_env_reproduces_the_trial(tmp_path: Path) -> None:
 
 
 def test_settings_in_the_shell_do_not_leak_into_trials() -> None:
-    env, dropped = clean_env({"MAX_NUM_SEQS": "3", "model_dir": "/x", "PATH": "/bin",
-                              "VLLM_CPU_KVCACHE_SPACE": "4"})
+    env, dropped = without_settings({"MAX_NUM_SEQS": "3", "model_dir": "/x", "PATH": "/bin",
+                                     "VLLM_CPU_KVCACHE_SPACE": "4"})
     assert env == {"PATH": "/bin", "VLLM_CPU_KVCACHE_SPACE": "4"}
     assert dropped == ["MAX_NUM_SEQS", "model_dir"]

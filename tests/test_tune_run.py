@@ -1,4 +1,4 @@
-"""Real trials: real servers (run_model.sh), the real judge; interrupted mid-trial, resumed."""
+"""Real trials: real servers (llmserve serve), the real judge; interrupted mid-trial, resumed."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from llmserve.tune import trial as trial_module
-from llmserve.tune.journal import STATUS, read_jsonl
+from llmserve.harness import launch
+from llmserve.harness.records import read_jsonl
+from llmserve.tune.journal import STATUS
 from llmserve.tune.report import BEST_ENV, BEST_JSON, PLOT
 from llmserve.tune.space import parse_space
 from llmserve.tune.trial import MARKER_VAR, Limits, Measure
@@ -95,8 +96,9 @@ def test_interrupted_search_resumes_and_confirms(
     # then runs trial 3, which fails and is recorded with its reason.
     taken = busy_port.getsockname()[1]
     ports = iter([taken])
-    real_free_port = trial_module.free_port
-    monkeypatch.setattr(trial_module, "free_port", lambda: next(ports, None) or real_free_port())
+    real_free_port = launch.free_port
+    monkeypatch.setattr(launch, "free_port",
+                        lambda host="127.0.0.1": next(ports, None) or real_free_port(host))
     events.clear()
     outcome = Tuner(config, space, on_event=lambda name, e: events.append((name, e))).run()
     records = read_jsonl(out / "tune_results.jsonl")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from llmserve.tune import EXIT_USAGE, TuneError
+from llmserve.errors import ExitCode, LlmserveError
 from llmserve.tune.search import plan
 from llmserve.tune.space import check_combination, load_space, parse_sets, parse_space
 
@@ -28,7 +28,7 @@ def space(parameters: dict[str, Any], fixed: dict[str, Any] | None = None,
 
 
 def error(parameters: dict[str, Any], **kwargs: Any) -> str:
-    with pytest.raises(TuneError) as caught:
+    with pytest.raises(LlmserveError) as caught:
         space(parameters, **kwargs)
     return str(caught.value)
 
@@ -68,7 +68,7 @@ def test_bad_fixed_and_set_values_are_named() -> None:
     assert "--set FOO: unknown setting" in error({}, sets={"FOO": "1"})
     assert "both searched and fixed" in error({"MAX_NUM_SEQS": [8]},
                                               fixed={"MAX_NUM_SEQS": 16})
-    with pytest.raises(TuneError, match="expected KEY=VALUE"):
+    with pytest.raises(LlmserveError, match="expected KEY=VALUE"):
         parse_sets(["ENFORCE_EAGER"])
 
 
@@ -135,7 +135,7 @@ def test_files_yaml_json_and_the_default_space(tmp_path: Path) -> None:
     from_json, from_yaml = load_space(tmp_path / "s.json"), load_space(tmp_path / "s.yaml")
     assert from_json.params == from_yaml.params and from_json.fixed == from_yaml.fixed
     (tmp_path / "bad.yaml").write_text("parameters: [unclosed\n")
-    with pytest.raises(TuneError, match="not valid YAML"):
+    with pytest.raises(LlmserveError, match="not valid YAML"):
         load_space(tmp_path / "bad.yaml")
     default = load_space(ROOT / "tune_space.yaml")
     names = {p.name for p in default.params}
@@ -150,7 +150,7 @@ def test_cli_fails_before_any_trial(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "auto_tune.py", "--space", str(tmp_path / "space.yaml"), "--out",
          str(out)], cwd=ROOT, capture_output=True, text=True, env=os.environ)
-    assert result.returncode == EXIT_USAGE
+    assert result.returncode == ExitCode.USAGE
     assert result.stderr.strip().splitlines() == [
         f"auto_tune: error: {tmp_path / 'space.yaml'}: parameters.MAX_NUM_SEQS='lots': Input "
         "should be a valid integer, unable to parse string as an integer"]

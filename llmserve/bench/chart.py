@@ -4,17 +4,13 @@ on top) and latency bars (TTFT and TPOT), drawn from the record alone."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display on servers
-
-import matplotlib.pyplot as plt  # after use(): the backend must be chosen first
-from matplotlib.axes import Axes
-from matplotlib.ticker import ScalarFormatter
+from typing import TYPE_CHECKING, Any
 
 from llmserve.bench.config import REFERENCE
+from llmserve.harness.charts import pyplot, save_figure
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 
 def _errors(entries: list[dict[str, Any]]) -> list[list[float]]:
@@ -41,6 +37,8 @@ def _throughput(ax: Axes, data: dict[str, Any]) -> None:
 
 
 def _latency(ax: Axes, data: dict[str, Any]) -> None:
+    from matplotlib.ticker import ScalarFormatter
+
     names = list(data["latency"])
     width = 0.38
     positions = range(len(names))
@@ -64,13 +62,11 @@ def draw(data: dict[str, Any], path: Path) -> Path | None:
     panels = [p for p, key in ((_throughput, "throughput"), (_latency, "latency")) if data[key]]
     if not panels:
         return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(panels), figsize=(6.5 * len(panels), 5), squeeze=False)
     for panel, ax in zip(panels, axes[0], strict=True):
         panel(ax, data)
     hw = data.get("hardware", {})
     device = ", ".join(hw.get("gpus") or []) or f"{hw.get('cpu')} × {hw.get('usable_cpus')}"
     fig.suptitle(f"llmserve benchmark — {device}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return path

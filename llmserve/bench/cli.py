@@ -1,4 +1,4 @@
-"""Command line of the benchmark (bench.py)."""
+"""Command line of the benchmark (llmserve bench, bench.py)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,11 @@ from pathlib import Path
 from rich.console import Console
 
 from llmserve.argtypes import positive_int
-from llmserve.bench import BenchError
 from llmserve.bench.config import FULL, PHASES, QUICK, SYSTEMS, BenchConfig
+from llmserve.errors import ExitCode, LlmserveError
+from llmserve.paths import DATA_JSONL, RESULTS_ROOT
 
-RESULTS_ROOT = Path("results") / "bench"
-EXIT_FAILED = 1  # a system failed; the others' figures are in the record
-EXIT_USAGE = 2
+BENCH_ROOT = RESULTS_ROOT / "bench"  # absolute: the benchmark works from any working directory
 
 DESCRIPTION = f"""\
 Throughput and latency of this service's /predict against raw vLLM, `vllm serve` and
@@ -53,14 +52,18 @@ says, {FULL.latency_iters} iterations.
   are set from --output-len and --ignore-eos for every system, and an unset
   MAX_NUM_BATCHED_TOKENS is pinned to offline LLM's default (vllm serve's own is smaller).
 
-CPU: unless --no-cpu-env, the engines get llmserve.cpu_env's defaults (what run_model.sh
-  exports), for variables not already set.
+CPU: unless --no-cpu-env, every engine gets the engine's launch environment (vLLM on CPU:
+  llmserve.engines.vllm.cpu_env's defaults, what `llmserve serve` and run_model.sh serve with),
+  for variables not already set; with --no-cpu-env no system gets them, the service included.
 
-output (--out, default results/bench/<timestamp>/): record.json (rewritten after every
+output (--out, default results/bench/<timestamp>/ of the repository): record.json (rewritten
+  after every
   figure: hardware, packages, settings, git commit, figures), results.md, chart.png and a log
   per system. The markdown table is printed too. --resume adds to an existing --out: split a
-  long run over several invocations (each under a time limit), or finish one cut short.
-exit codes: 0 done, 1 a system failed (the others' figures are kept), 2 bad arguments.
+  long run over several invocations (each under a time limit), or finish one cut short (an
+  interrupted run, Ctrl-C or SIGTERM, keeps the figures measured so far).
+exit codes: 0 done, 1 a system failed (the others' figures are kept), 2 bad arguments,
+  130 interrupted.
 """
 
 
@@ -101,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", choices=("synthetic", "data"), default="synthetic",
                    help="throughput prompts: synthetic of exactly --input-len tokens "
                    "(default), or the questions of --data")
-    p.add_argument("--data", type=Path, default=Path("data.jsonl"),
-                   help="data file for --source data (judge formats)")
+    p.add_argument("--data", type=Path, default=DATA_JSONL,
+                   help="data file for --source data (judge formats; default: the "
+                   "repository's data.jsonl)")
     p.add_argument("--num-prompts", "-n", type=positive_int, help="prompts per throughput run (N)")
     p.add_argument("--input-len", type=positive_int, help="prompt tokens after templating")
     p.add_argument("--output-len", type=positive_int, help="output tokens per prompt (at most, "
@@ -124,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ENFORCE_EAGER for all vLLM systems (default: on with --quick, else "
                    "the environment's)")
     p.add_argument("--cpu-env", action=argparse.BooleanOptionalAction, default=True,
-                   help="apply llmserve.cpu_env defaults on CPU (default on)")
+                   help="apply the engine's launch environment (vLLM on CPU: "
+                   "llmserve.engines.vllm.cpu_env's defaults) to every system (default on)")
     p.add_argument("--env", type=parse_env, action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for every system (repeatable), e.g. for tuning")
     p.add_argument("--out", type=Path, help="results folder")
@@ -140,10 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from(args: argparse.Namespace) -> BenchConfig:
-    from llmserve.judge.environment import timestamp
+    from llmserve.harness.metadata import timestamp
 
     preset = QUICK if args.quick else FULL
-    out = args.out or RESULTS_ROOT / (timestamp() + ("-quick" if args.quick else ""))
+    out = args.out or BENCH_ROOT / (timestamp() + ("-quick" if args.quick else ""))
     return BenchConfig(
         systems=args.systems,
         phases=args.phases,
@@ -173,7 +178,8 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
 def render(record_path: Path, console: Console) -> str:
     """results.md and chart.png next to the record; returns the markdown."""
     from llmserve.bench.chart import draw
-    from llmserve.bench.record import markdown, write_atomic
+    from llmserve.bench.record import markdown
+    from llmserve.harness.records import write_atomic
 
     data = json.loads(record_path.read_text())
     text = markdown(data)
@@ -186,28 +192,35 @@ def render(record_path: Path, console: Console) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from llmserve.harness.signals import run_tool
+
+    def hint() -> str | None:
+        record = args.out / "record.json" if args.out else None
+        if record is None or not record.exists():
+            return None
+        return f"the figures measured so far are in {record}: add the rest with --resume"
+
+    return run_tool("bench", lambda: _bench(args), on_interrupt=hint)
+
+
+def _bench(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     if args.report:
         if not args.report.is_file():
-            console.print(f"error: {args.report} does not exist")
-            return EXIT_USAGE
+            raise LlmserveError(f"{args.report} does not exist")
         print(render(args.report, console))
-        return 0
+        return int(ExitCode.OK)
     if args.resume and not args.out:
-        console.print("error: --resume needs the --out of the run to add to")
-        return EXIT_USAGE
+        raise LlmserveError("--resume needs the --out of the run to add to")
     config = config_from(args)
+    args.out = config.out  # for the interrupt hint
     config.out.mkdir(parents=True, exist_ok=True)
 
     from llmserve.bench.runner import Runner
 
-    try:
-        record = asyncio.run(Runner(config, console).run())
-    except BenchError as error:
-        console.print(f"error: {error}", highlight=False)
-        return EXIT_USAGE
+    record = asyncio.run(Runner(config, console).run())
     print(render(record.path, console))
-    return 0 if record.data["status"] == "complete" else EXIT_FAILED
+    return int(ExitCode.OK if record.data["status"] == "complete" else ExitCode.FAILED)
 
 
 if __name__ == "__main__":

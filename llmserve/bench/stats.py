@@ -1,42 +1,13 @@
-"""Figures from repeats: median with min and max, percentiles, ratios, target checks."""
+"""The benchmark's figures from repeats: throughput and latency runs and their summaries
+(median with min and max, percentiles: harness.stats)."""
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-
-@dataclass(frozen=True)
-class Spread:
-    """The median of repeats and their range: what every figure in the table shows."""
-
-    median: float
-    min: float
-    max: float
-    n: int
-
-    @classmethod
-    def of(cls, values: Sequence[float]) -> Spread:
-        if not values:
-            raise ValueError("no values to summarize")
-        return cls(statistics.median(values), min(values), max(values), len(values))
-
-    def scaled(self, factor: float) -> Spread:
-        return Spread(self.median * factor, self.min * factor, self.max * factor, self.n)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"median": self.median, "min": self.min, "max": self.max, "n": self.n}
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default, as vLLM's benchmarks)."""
-    if not values:
-        raise ValueError("no values")
-    return float(np.percentile(np.asarray(values, dtype=float), q))
+from llmserve.harness.stats import Spread, percentile
 
 
 @dataclass(frozen=True)
@@ -108,8 +79,3 @@ def summarize_latency(runs: Sequence[LatencyRun]) -> dict[str, Any]:
         "runs": [r.to_json() for r in runs],
     }
 
-
-def ratio(value: float | None, reference: float | None) -> float | None:
-    if value is None or not reference:
-        return None
-    return value / reference

@@ -1,6 +1,6 @@
 """The systems compared, one class per engine process, each with start/stop.
 
-  Service       this project's server (uvicorn serve:app): rows predict-list, predict-concurrent
+  Service       this project's server (llmserve serve): rows predict-list, predict-concurrent
   OfflineVllm   vllm.LLM.generate in a worker process: row vllm-offline
   VllmServe     vLLM's OpenAI server on a free port: row vllm-serve
   Transformers  transformers generate in a worker process: row transformers
@@ -16,7 +16,6 @@ import contextlib
 import importlib.metadata
 import json
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,14 +23,12 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from multiprocessing.connection import Client, Connection
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
 import psutil
 
-from llmserve.bench import BenchError
-from llmserve.bench.client import Users, async_client, completion, completion_body, predict
+from llmserve.bench.client import Users, async_client, completion, completion_body
 from llmserve.bench.config import (
     PREDICT_CONCURRENT,
     PREDICT_LIST,
@@ -43,7 +40,9 @@ from llmserve.bench.memory import checkpoint_weight_bytes, process_tree
 from llmserve.bench.stats import LatencyRun, ThroughputRun
 from llmserve.bench.worker import AUTHKEY_ENV
 from llmserve.bench.workload import Batch
-from llmserve.process import ServerFailed, ServerProcess, free_port, uvicorn_command
+from llmserve.errors import LlmserveError, ServerError
+from llmserve.harness.client import post_predict
+from llmserve.harness.launch import ServerProcess, free_port, serve_command
 
 HOST = "127.0.0.1"
 EXIT_WAIT_SECONDS = 60.0
@@ -61,8 +60,8 @@ class Context:
     """What every system shares: one model, one set of engine and sampling settings."""
 
     model_dir: Path
-    engine_kwargs: dict[str, Any]  # llmserve.engine.engine_kwargs(settings, model_dir)
-    sampling: dict[str, Any]  # llmserve.engine.sampling_kwargs(settings)
+    engine_kwargs: dict[str, Any]  # llmserve.engines.vllm.args.engine_kwargs(settings, ...)
+    sampling: dict[str, Any]  # llmserve.engines.vllm.args.sampling_kwargs(Sampling)
     dtype: str
     env: dict[str, str]  # the environment of every process started (settings included)
     run_dir: Path  # logs and worker specs go here
@@ -123,12 +122,7 @@ class System(ABC):
             raise
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
 
@@ -173,29 +167,30 @@ class HttpSystem(System):
 
     def http(self) -> httpx.AsyncClient:
         if self.client is None:
-            raise BenchError(f"{self.name} is not started")
+            raise LlmserveError(f"{self.name} is not started")
         return self.client
 
 
 class Service(HttpSystem):
-    """This project's /predict, started as run_model.sh starts it (uvicorn serve:app)."""
+    """This project's /predict, started as run_model.sh starts it (llmserve serve, with the
+    engine's launch environment); each request is sent once (no retries)."""
 
     name = "predict"
     rows = (PREDICT_LIST, PREDICT_CONCURRENT)
 
     def command(self) -> list[str]:
-        return uvicorn_command(HOST, self.port)
+        return serve_command(HOST, self.port)
 
     async def throughput(self, row: str, batch: Batch) -> ThroughputRun:
         client = self.http()
         if row == PREDICT_LIST:
-            reply = await predict(client, batch.prompts)
-            return ThroughputRun(reply.seconds, reply.output_tokens, len(batch))
+            reply = await post_predict(client, batch.prompts)
+            return ThroughputRun(reply.latency_s, reply.output_tokens, len(batch))
         if row == PREDICT_CONCURRENT:
             async with Users(self.url, self.context.concurrency) as users:
                 start = time.perf_counter()
                 replies = await users.run(
-                    [lambda c, p=p: predict(c, p) for p in batch.prompts]  # type: ignore[misc]
+                    [lambda c, p=p: post_predict(c, p) for p in batch.prompts]  # type: ignore[misc]
                 )
                 seconds = time.perf_counter() - start
             return ThroughputRun(seconds, sum(r.output_tokens for r in replies), len(batch))
@@ -203,14 +198,10 @@ class Service(HttpSystem):
 
     async def latency(self, batch: Batch, first_token: Batch) -> LatencyRun:
         prompt: str | list[str] = batch.prompts if len(batch) > 1 else batch.prompts[0]
-        reply = await predict(self.http(), prompt)
-        if reply.engine_ttft is None or reply.engine_seconds is None:
-            raise BenchError("/predict sent no X-Engine-TTFT / X-Engine-Seconds header")
-        # /predict does not stream: its TTFT is the engine's (arrival to first token) plus all
-        # time spent outside the engine (HTTP, parsing, templating, the response), an upper
-        # bound on what a streaming client would see.
-        ttft = reply.engine_ttft + max(reply.seconds - reply.engine_seconds, 0.0)
-        return LatencyRun(reply.seconds, ttft, reply.output_tokens, len(batch))
+        reply = await post_predict(self.http(), prompt)
+        # /predict does not stream: Prediction.ttft_s is the engine's TTFT plus all time
+        # spent outside the engine, an upper bound on what a streaming client would see.
+        return LatencyRun(reply.latency_s, reply.ttft_s, reply.output_tokens, len(batch))
 
 
 def offline_batched_tokens(world_size: int) -> int | None:
@@ -301,7 +292,7 @@ class VllmServe(HttpSystem):
         sent = batch.prompt_tokens
         seen = sum(r.prompt_tokens or 0 for r in replies)
         if seen != sent:  # the same token ids must result: nothing templated or encoded twice
-            raise BenchError(f"vllm serve saw {seen} prompt tokens; {sent} were meant")
+            raise LlmserveError(f"vllm serve saw {seen} prompt tokens; {sent} were meant")
         return ThroughputRun(seconds, sum(r.output_tokens for r in replies), len(batch))
 
     async def latency(self, batch: Batch, first_token: Batch) -> LatencyRun:
@@ -319,21 +310,11 @@ class WorkerProcess(ServerProcess):
         super().__init__(health_url="", **kwargs)
         self.socket_path = socket_path
 
-    def wait_healthy(self) -> None:
-        assert self.process is not None
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if self.socket_path.exists():
-                return
-            # Waiting on the process doubles as the poll interval and notices an early exit.
-            try:
-                code = self.process.wait(timeout=0.5)
-            except subprocess.TimeoutExpired:
-                continue
-            raise ServerFailed(f"worker exited with code {code} before it was ready"
-                               f"{self._log_hint()}")
-        self.stop()
-        raise ServerFailed(f"worker not ready after {self.start_timeout:.0f} s{self._log_hint()}")
+    what = "worker"
+    poll_s = 0.5
+
+    def ready(self) -> bool:
+        return self.socket_path.exists()
 
 
 class WorkerSystem(System):
@@ -384,7 +365,7 @@ class WorkerSystem(System):
     async def call(self, request: dict[str, Any]) -> dict[str, Any]:
         conn = self.conn
         if conn is None:
-            raise BenchError(f"{self.name} is not started")
+            raise LlmserveError(f"{self.name} is not started")
 
         def exchange() -> dict[str, Any]:
             conn.send(request)
@@ -393,9 +374,9 @@ class WorkerSystem(System):
         try:
             reply = await asyncio.to_thread(exchange)
         except (EOFError, OSError) as error:
-            raise BenchError(f"{self.name} worker died ({error!r}); see {self.log_path}") from None
+            raise ServerError(f"{self.name} worker died ({error!r}); see {self.log_path}") from None
         if "error" in reply:
-            raise BenchError(f"{self.name} worker: {reply['error']}")
+            raise LlmserveError(f"{self.name} worker: {reply['error']}")
         return reply
 
     async def stop(self) -> None:

@@ -14,8 +14,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmserve.bench import BenchError
-from llmserve.engine import PromptRenderer
+from llmserve.engines.render import PromptRenderer
+from llmserve.errors import LlmserveError
 
 WORD_POOL_SIZE = 2000
 
@@ -49,7 +49,7 @@ class PromptMaker:
         ids = self.renderer.token_ids(prompts)
         for index, prompt_ids in enumerate(ids):
             if len(prompt_ids) >= self.max_model_len:
-                raise BenchError(
+                raise LlmserveError(
                     f"prompt {index} has {len(prompt_ids)} tokens after templating; "
                     f"MAX_MODEL_LEN is {self.max_model_len}"
                 )
@@ -83,7 +83,7 @@ class PromptMaker:
                     if len(words) >= WORD_POOL_SIZE:
                         break
             if len(words) < 100:
-                raise BenchError("the tokenizer has too few single-token words for "
+                raise LlmserveError("the tokenizer has too few single-token words for "
                                  "synthetic prompts; use --source data")
             self._words = words
         return self._words
@@ -92,7 +92,7 @@ class PromptMaker:
         words = self._word_pool()
         overhead = self._length("")
         if input_len <= overhead:
-            raise BenchError(
+            raise LlmserveError(
                 f"--input-len {input_len} is not above the template's own {overhead} tokens"
             )
         chosen = [rng.choice(words) for _ in range(input_len - overhead)]
@@ -106,7 +106,7 @@ class PromptMaker:
                 del chosen[input_len - length :]
             else:
                 chosen.extend(rng.choice(words) for _ in range(input_len - length))
-        raise BenchError(f"could not build a prompt of exactly {input_len} tokens")
+        raise LlmserveError(f"could not build a prompt of exactly {input_len} tokens")
 
     def _length(self, prompt: str) -> int:
         return len(self.renderer.token_ids([prompt])[0])
@@ -114,13 +114,9 @@ class PromptMaker:
 
 def data_questions(path: Path) -> list[str]:
     """The user questions of a judge-format data file (data.jsonl), in file order."""
-    from llmserve.judge import JudgeError
     from llmserve.judge.data import load_items
 
-    try:
-        return [item.question for item in load_items(path)]
-    except JudgeError as error:
-        raise BenchError(str(error)) from None
+    return [item.question for item in load_items(path)]
 
 
 def data_slice(questions: list[str], count: int, index: int) -> list[str]:

@@ -1,25 +1,25 @@
-"""Command line of the judge (eval_local.py, python -m llmserve.judge, judge.sh)."""
+"""Command line of the judge (llmserve judge, eval_local.py, python -m llmserve.judge,
+judge.sh)."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from llmserve.argtypes import positive_int
-from llmserve.judge import EXIT_INTERRUPTED, EXIT_SERVER, EXIT_USAGE, JudgeError
+from llmserve.errors import LlmserveError, ServerError
 from llmserve.judge.data import ALL_SPLITS
+from llmserve.paths import DATA_JSONL, RESULTS_ROOT
 
 if TYPE_CHECKING:  # the runner pulls in jieba, rouge and tqdm: imported once args are parsed
+    from llmserve.harness.launch import ServerProcess
     from llmserve.judge.runner import RunConfig, RunResult
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-RESULTS_ROOT = Path("results") / "judge"
+JUDGE_ROOT = RESULTS_ROOT / "judge"  # absolute: the judge works from any working directory
 
 DESCRIPTION = """\
 Score a running /predict service the way the grading machine does: accuracy as jieba
@@ -48,13 +48,13 @@ data: data.jsonl lines ({"messages": [user, assistant]}, {"question", "answer"} 
   (items without a split then belong to none and are skipped); data without any split is
   used whole. --split all uses everything.
 
-output (in --out, default results/judge/<timestamp>/):
+output (in --out, default results/judge/<timestamp>/ of the repository):
   details.jsonl   one line per item, appended and flushed as it arrives
   summary.json    scores, tokens/s, latency, gates, /info snapshot, git commit, hardware
   sessions.jsonl  the settings of each invocation (a resumed run has several)
   server.log      with --start
-An interrupted run keeps what it scored: rerun with --resume (and the same --out; without
---out, the newest folder in results/judge/) to score only the rest.
+An interrupted run (Ctrl-C or SIGTERM) keeps what it scored: rerun with --resume (and the
+same --out; without --out, the newest folder in results/judge/) to score only the rest.
 
 exit codes: 0 passed (or no gates), 2 bad arguments or data, 3 a gate failed
 (--min-score/--min-tps), 4 server down, failed to start or kept failing, 130 interrupted.
@@ -70,8 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     where = parser.add_argument_group("server")
     where.add_argument("--url", default=DEFAULT_URL, help="the service (default %(default)s)")
     where.add_argument("--start", action="store_true",
-                       help="start a server with the current environment (bash run_model.sh, on "
-                       "127.0.0.1 and a free port), evaluate, then stop it")
+                       help="start a server with the current environment (llmserve serve, as "
+                       "run_model.sh does, on 127.0.0.1 and a free port), evaluate, then stop "
+                       "it")
     where.add_argument("--start-timeout", type=float, default=900.0, metavar="S",
                        help="seconds --start waits for the server to be healthy (%(default)s)")
     where.add_argument("--wait", type=float, default=30.0, metavar="S",
@@ -86,8 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "(%(default)s)")
 
     data = parser.add_argument_group("data")
-    data.add_argument("--data", type=Path, default=Path("data.jsonl"),
-                      help="jsonl or .docx (default %(default)s)")
+    data.add_argument("--data", type=Path, default=DATA_JSONL,
+                      help="jsonl or .docx (default: the repository's data.jsonl)")
     data.add_argument("--split", default="test",
                       help=f"split to evaluate, or {ALL_SPLITS!r} (default %(default)s)")
     data.add_argument("--limit", type=positive_int, help="only the first N selected items")
@@ -121,62 +122,66 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def newest_run(root: Path = RESULTS_ROOT) -> Path:
+def newest_run(root: Path = JUDGE_ROOT) -> Path:
     runs = sorted(p.parent for p in root.glob("*/details.jsonl"))
     if not runs:
-        raise JudgeError(f"--resume without --out: no run in {root}/ to resume")
+        raise LlmserveError(f"--resume without --out: no run in {root}/ to resume")
     return runs[-1]
+
+
+NO_SERVER_HINT = (
+    "  no server is answering there: start one with `bash run_model.sh` (in another terminal), "
+    "or let the judge start one: `bash judge.sh --start`"
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from llmserve.harness.signals import run_tool
+
+    out: list[Path] = []  # the run's folder, once known: for the resume hint
+    return run_tool("judge", lambda: _judge(args, out), on_interrupt=lambda: _resume_hint(out))
+
+
+def _judge(args: argparse.Namespace, out_found: list[Path]) -> int:
     # Imported after parsing so that --help is instant (jieba, rouge, tqdm load slowly).
-    from llmserve.judge.client import ServerDown, ServerError
-    from llmserve.judge.environment import timestamp
+    from llmserve.harness.client import ServerDown
+    from llmserve.harness.metadata import timestamp
     from llmserve.judge.report import render
     from llmserve.judge.runner import RunConfig, Runner
 
-    out: Path | None = None
+    if args.batch_size is not None and not args.batch:
+        raise LlmserveError("--batch-size needs --batch")
+    if args.out is not None:
+        out = args.out
+    elif args.resume:
+        out = newest_run()
+    else:
+        out = JUDGE_ROOT / timestamp()
+    out_found.append(out)
+    config = RunConfig(
+        url=args.url, data=args.data, out=out, split=args.split, limit=args.limit,
+        batch=args.batch, batch_size=args.batch_size, concurrency=args.concurrency,
+        timeout=args.timeout, retries=args.retries, wait=args.wait,
+        wait_loading=args.wait_loading, resume=args.resume,
+        tokenizer=args.tokenizer, scorer=args.scorer, min_score=args.min_score,
+        min_tps=args.min_tps, tps_basis=args.tps_basis,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
     try:
-        if args.batch_size is not None and not args.batch:
-            raise JudgeError("--batch-size needs --batch")
-        if args.out is not None:
-            out = args.out
-        elif args.resume:
-            out = newest_run()
-        else:
-            out = RESULTS_ROOT / timestamp()
-        config = RunConfig(
-            url=args.url, data=args.data, out=out, split=args.split, limit=args.limit,
-            batch=args.batch, batch_size=args.batch_size, concurrency=args.concurrency,
-            timeout=args.timeout, retries=args.retries, wait=args.wait,
-            wait_loading=args.wait_loading, resume=args.resume,
-            tokenizer=args.tokenizer, scorer=args.scorer, min_score=args.min_score,
-            min_tps=args.min_tps, tps_basis=args.tps_basis,
-            progress=not args.no_progress and sys.stderr.isatty(),
-        )
         if args.start:
             result = _run_with_server(config, args.start_timeout)
         else:
             result = Runner(config).run()
-    except ServerDown as error:
-        _error(str(error))
-        if not args.start:
-            print("  no server is answering there: start one with `bash run_model.sh` (in "
-                  "another terminal), or let the judge start one: `bash judge.sh --start`",
-                  file=sys.stderr)
-        return EXIT_SERVER
-    except ServerError as error:
-        _error(str(error))
-        _resume_hint(out)
-        return EXIT_SERVER
-    except JudgeError as error:
-        _error(str(error))
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        _error("interrupted")
-        _resume_hint(out)
-        return EXIT_INTERRUPTED
+    except ServerError as error:  # said with what to do next, as one error
+        if isinstance(error, ServerDown):
+            hint = None if args.start else NO_SERVER_HINT
+        else:
+            hint = _resume_hint(out_found)
+            hint = f"  {hint}" if hint else None
+        if hint is None:
+            raise
+        raise type(error)(f"{error}\n{hint}", error.exit_code) from error
     render(result.summary)
     for gate in result.gates:
         print(gate.describe())
@@ -184,40 +189,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     return result.exit_code
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # unwinds through `finally`, which stops our server
-
-
 def _run_with_server(config: RunConfig, start_timeout: float) -> RunResult:
-    from llmserve.judge.client import ServerError
+    """Start `llmserve serve` on a free port (never the user's PORT: a server already there
+    would answer for ours), evaluate, and stop it whatever happens."""
+    from llmserve.harness.launch import ServerFailed, start_service
     from llmserve.judge.runner import Runner
-    from llmserve.process import REPO_ROOT, ServerFailed, ServerProcess, free_port
 
-    signal.signal(signal.SIGTERM, _terminate)
-    port = free_port()  # never the user's PORT: a server already there would answer for ours
-    config.url = f"http://127.0.0.1:{port}"
     config.out.mkdir(parents=True, exist_ok=True)
     log = config.out / "server.log"
-    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port)}
-    print(f"starting a server on port {port} (log {log}) ...", file=sys.stderr)
-    server = ServerProcess(["bash", str(REPO_ROOT / "run_model.sh")], health_url=config.url + "/",
-                           env=env, log_path=log, start_timeout=start_timeout)
+
+    def say_starting(server: ServerProcess) -> None:
+        url = server.health_url.rstrip("/")
+        print(f"starting a server at {url} (log {log}) ...", file=sys.stderr)
+
     try:
-        server.start()
+        service = start_service(log_path=log, start_timeout=start_timeout,
+                                on_start=say_starting)
     except ServerFailed as error:
-        server.stop()
         raise ServerError(f"--start: {error}") from None
-    try:
+    with service:  # stopped whatever happens, Ctrl-C and SIGTERM included
+        config.url = service.url
         return Runner(config).run()
-    finally:
-        server.stop()
 
 
-def _error(message: str) -> None:
-    print(f"judge: error: {message}", file=sys.stderr)
-
-
-def _resume_hint(out: Path | None) -> None:
-    if out is not None and (out / "details.jsonl").exists():
-        print(f"  the items scored so far are kept: continue with --resume --out {out}",
-              file=sys.stderr)
+def _resume_hint(out: list[Path]) -> str | None:
+    if out and (out[-1] / "details.jsonl").exists():
+        return f"the items scored so far are kept: continue with --resume --out {out[-1]}"
+    return None

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmserve.judge import JudgeError
+from llmserve.errors import LlmserveError
 
 ALL_SPLITS = "all"
 
@@ -33,12 +33,12 @@ class Item:
 
 
 def load_items(path: Path) -> list[Item]:
-    """Every item in the file; an unreadable or empty file is a JudgeError."""
+    """Every item in the file; an unreadable or empty file is a LlmserveError."""
     if not path.is_file():
-        raise JudgeError(f"data file {str(path)!r} does not exist")
+        raise LlmserveError(f"data file {str(path)!r} does not exist")
     items = _load_docx(path) if path.suffix.lower() == ".docx" else _load_jsonl(path)
     if not items:
-        raise JudgeError(f"{path}: no items (empty dataset)")
+        raise LlmserveError(f"{path}: no items (empty dataset)")
     _check_unique_ids(items)
     return items
 
@@ -55,7 +55,7 @@ def select(items: list[Item], split: str, limit: int | None) -> list[Item]:
         chosen = [item for item in items if item.split == split]
         if not chosen:
             found = sorted({item.split for item in items if item.split is not None})
-            raise JudgeError(f"no items in split {split!r}; the data has splits {found}")
+            raise LlmserveError(f"no items in split {split!r}; the data has splits {found}")
     if limit is not None:
         chosen = chosen[:limit]
     return chosen
@@ -78,14 +78,14 @@ def _load_jsonl(path: Path) -> list[Item]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
-                raise JudgeError(f"{where}: not valid JSON ({error.msg})") from None
+                raise LlmserveError(f"{where}: not valid JSON ({error.msg})") from None
             items.append(_item_from_record(record, where, default_id=f"L{number}"))
     return items
 
 
 def _item_from_record(record: Any, where: str, default_id: str) -> Item:
     if not isinstance(record, dict):
-        raise JudgeError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        raise LlmserveError(f"{where}: expected a JSON object, got {type(record).__name__}")
     if "messages" in record:
         question, reference = _from_messages(record["messages"], where)
     elif "question" in record or "answer" in record:
@@ -94,34 +94,34 @@ def _item_from_record(record: Any, where: str, default_id: str) -> Item:
         question, reference = _field(record, "prompt", where), _field(record, "reference", where)
     else:
         keys = ", ".join(sorted(record)) or "none"
-        raise JudgeError(
+        raise LlmserveError(
             f"{where}: expected messages, question/answer or prompt/reference; keys: {keys}"
         )
     split = record.get("split")
     if split is not None and not isinstance(split, str):
-        raise JudgeError(f"{where}: split must be a string, got {split!r}")
+        raise LlmserveError(f"{where}: split must be a string, got {split!r}")
     item_id = record.get("id", default_id)
     if not isinstance(item_id, str | int) or isinstance(item_id, bool):
-        raise JudgeError(f"{where}: id must be a string or an integer, got {item_id!r}")
+        raise LlmserveError(f"{where}: id must be a string or an integer, got {item_id!r}")
     return Item(str(item_id), question, reference, split, where)
 
 
 def _field(record: dict[str, Any], key: str, where: str) -> str:
     value = record.get(key)
     if not isinstance(value, str) or not value.strip():
-        raise JudgeError(f"{where}: {key!r} must be a non-empty string, got {value!r}")
+        raise LlmserveError(f"{where}: {key!r} must be a non-empty string, got {value!r}")
     return value
 
 
 def _from_messages(messages: Any, where: str) -> tuple[str, str]:
     """The question is the last user turn, the reference the assistant turn that ends it."""
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-        raise JudgeError(f"{where}: messages must be a list of objects")
+        raise LlmserveError(f"{where}: messages must be a list of objects")
     if not messages or messages[-1].get("role") != "assistant":
-        raise JudgeError(f"{where}: messages must end with an assistant turn (the reference)")
+        raise LlmserveError(f"{where}: messages must end with an assistant turn (the reference)")
     users = [m for m in messages[:-1] if m.get("role") == "user"]
     if not users:
-        raise JudgeError(f"{where}: messages have no user turn (the question)")
+        raise LlmserveError(f"{where}: messages have no user turn (the question)")
     return _field(users[-1], "content", where), _field(messages[-1], "content", where)
 
 
@@ -138,7 +138,7 @@ def _load_docx(path: Path) -> list[Item]:
     try:
         paragraphs = [p.text for p in docx.Document(str(path)).paragraphs]
     except Exception as error:  # python-docx raises several unrelated types on bad files
-        raise JudgeError(f"{path}: not a readable .docx ({error})") from None
+        raise LlmserveError(f"{path}: not a readable .docx ({error})") from None
     items: list[Item] = []
     question: list[str] | None = None
     answer: list[str] | None = None
@@ -149,7 +149,7 @@ def _load_docx(path: Path) -> list[Item]:
             return
         where = f"{path}:paragraph {start}"
         if answer is None:
-            raise JudgeError(f"{where}: question has no 答案：paragraph after it")
+            raise LlmserveError(f"{where}: question has no 答案：paragraph after it")
         record = {"question": "\n".join(question).strip(), "answer": "\n".join(answer).strip()}
         items.append(_item_from_record(record, where, default_id=f"Q{len(items) + 1}"))
 
@@ -159,9 +159,9 @@ def _load_docx(path: Path) -> list[Item]:
             question, answer, start = [_QUESTION.sub("", text, count=1)], None, number
         elif _ANSWER.match(text):
             if question is None:
-                raise JudgeError(f"{path}:paragraph {number}: 答案 before any 问题")
+                raise LlmserveError(f"{path}:paragraph {number}: 答案 before any 问题")
             if answer is not None:
-                raise JudgeError(f"{path}:paragraph {number}: second 答案 for one 问题")
+                raise LlmserveError(f"{path}:paragraph {number}: second 答案 for one 问题")
             answer = [_ANSWER.sub("", text, count=1)]
         elif answer is not None:
             answer.append(text)  # the answer continues until the next question
@@ -176,5 +176,7 @@ def _check_unique_ids(items: list[Item]) -> None:
     seen: dict[str, str] = {}
     for item in items:
         if item.id in seen:
-            raise JudgeError(f"{item.where}: duplicate id {item.id!r} (first at {seen[item.id]})")
+            raise LlmserveError(
+                f"{item.where}: duplicate id {item.id!r} (first at {seen[item.id]})"
+            )
         seen[item.id] = item.where

@@ -1,4 +1,5 @@
-"""The per-item details file: appended and flushed one item at a time, read back for resume.
+"""The per-item details file: appended and fsynced one item at a time (written with
+harness.records.JsonlWriter), read back for resume.
 
 The details file is the run's only record: the summary is computed from it, so an
 interrupted run loses nothing and a resumed run ends with every item exactly once.
@@ -6,15 +7,30 @@ interrupted run loses nothing and a resumed run ends with every item exactly onc
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
-from types import TracebackType
-from typing import Any, TextIO
+from typing import Any
 
-from llmserve.judge import JudgeError
+from llmserve.harness.records import Record, RecordCheck, read_jsonl
 
-Record = dict[str, Any]
+
+def details_check() -> RecordCheck:
+    """A record check for one read of a details file: every record names its item, once."""
+    seen: dict[str, int] = {}
+    count = 0
+
+    def check(record: Any) -> str | None:
+        nonlocal count
+        count += 1
+        if "id" not in record:
+            return "not a details record (corrupt file)"
+        item_id = str(record["id"])
+        if item_id in seen:
+            return (f"item {item_id!r} again (first as record {seen[item_id]}); "
+                    "were two judges writing to the same --out?")
+        seen[item_id] = count
+        return None
+
+    return check
 
 
 def read_details(path: Path, repair: bool = False) -> list[Record]:
@@ -24,58 +40,4 @@ def read_details(path: Path, repair: bool = False) -> list[Record]:
     record. With `repair` it is cut off the file, so that appending starts on a clean line.
     A bad line anywhere else is corruption and an error naming it.
     """
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    lines = data.split(b"\n")
-    torn = lines[-1]  # b"" when the file ends with a newline, as every whole record does
-    records: list[Record] = []
-    seen: dict[str, int] = {}
-    for number, line in enumerate(lines[:-1], start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            item_id = str(record["id"])
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
-            raise JudgeError(f"{path}:{number}: not a details record (corrupt file)") from None
-        if item_id in seen:
-            raise JudgeError(
-                f"{path}:{number}: item {item_id!r} again (first on line {seen[item_id]}); "
-                "were two judges writing to the same --out?"
-            )
-        seen[item_id] = number
-        records.append(record)
-    if torn and repair:
-        with path.open("r+b") as file:
-            file.truncate(len(data) - len(torn))
-    return records
-
-
-class DetailsWriter:
-    """Appends records, one JSON line each, flushed to the OS before the next request."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._file: TextIO | None = None
-
-    def __enter__(self) -> DetailsWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("a", encoding="utf-8")
-        return self
-
-    def write(self, record: Record) -> None:
-        assert self._file is not None, "use DetailsWriter as a context manager"
-        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._file.flush()
-        # fsync too: a record is worth a request that took seconds; a sync costs microseconds.
-        os.fsync(self._file.fileno())
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._file is not None:
-            self._file.close()
+    return read_jsonl(path, repair=repair, check=details_check())

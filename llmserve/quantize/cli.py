@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import signal
-import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-from llmserve.quantize import CALIBRATION_DIR, QUANT_ROOT, VARIANTS_ROOT, QuantError
+from llmserve import paths
+from llmserve.errors import ExitCode, LlmserveError
+from llmserve.harness.signals import run_tool
+from llmserve.quantize import CALIBRATION_DIR, QUANT_ROOT, VARIANTS_ROOT
 from llmserve.quantize.calibration import CalibrationSet, load_calibration, make_calibration
 from llmserve.quantize.recipes import VARIANTS
 
@@ -36,7 +35,7 @@ def csv_names(text: str) -> list[str]:
     return names
 
 
-CALIBRATION_DEFAULTS = {"data": Path("data.jsonl"), "count": 32, "max_length": 512, "seed": 0}
+CALIBRATION_DEFAULTS = {"data": paths.DATA_JSONL, "count": 32, "max_length": 512, "seed": 0}
 
 
 def add_calibration_options(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +59,7 @@ def existing_calibration(args: argparse.Namespace) -> CalibrationSet:
         given = getattr(args, key)
         if given is not None and given != found.meta[key]:
             flag = "--" + key.replace("_", "-")
-            raise QuantError(
+            raise LlmserveError(
                 f"{flag} {given} disagrees with the calibration set in {args.calibration} "
                 f"({key} {found.meta[key]}): rerun `quantize.py calibrate {flag} {given}` "
                 "or pass another --calibration folder")
@@ -109,7 +108,7 @@ def served_model_dir(explicit: Path | None) -> Path:
     """--model-dir, else what the server would serve with this environment."""
     if explicit is not None:
         if not (explicit / "config.json").is_file():
-            raise QuantError(f"--model-dir {str(explicit)!r} has no config.json")
+            raise LlmserveError(f"--model-dir {str(explicit)!r} has no config.json")
         return explicit
     from llmserve.model import ModelNotFound, prepare_embedded, resolve_model_dir
     from llmserve.settings import load_settings
@@ -120,7 +119,7 @@ def served_model_dir(explicit: Path | None) -> Path:
             prepare_embedded(settings.cache_dir)
         return resolve_model_dir(settings)
     except ModelNotFound as error:
-        raise QuantError(str(error)) from None
+        raise LlmserveError(str(error)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -128,14 +127,14 @@ def run(args: argparse.Namespace) -> int:
         from llmserve.quantize.env import ensure_env
 
         print(ensure_env())
-        return 0
+        return ExitCode.OK
     if args.command == "calibrate":
         made = make_calibration(model_dir=served_model_dir(args.model_dir), out=args.out,
                                 **calibration_args(args))
         meta = made.meta
         print(f"{made.directory}: {meta['count']} samples from split {meta['split']!r} "
               f"({meta['tokens']} tokens, {meta['truncated']} truncated to {meta['max_length']})")
-        return 0
+        return ExitCode.OK
     if args.command == "make":
         from llmserve.quantize.make import make_variants
 
@@ -152,28 +151,12 @@ def run(args: argparse.Namespace) -> int:
                                 args.force)
         for made in results:
             print(f"{made.status:6}  {made.name:12}  {made.path}  {made.detail}")
-        return 1 if any(m.status == "failed" for m in results) else 0
+        return ExitCode.FAILED if any(m.status == "failed" for m in results) else ExitCode.OK
     from llmserve.quantize.compare import run_compare
 
     return run_compare(args, served_model_dir(args.model_dir))
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # unwinds through `finally`, which stops our server
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    on_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
-    try:
-        return run(args)
-    except QuantError as error:
-        print(f"quantize: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("quantize: interrupted", file=sys.stderr)
-        return 130
-    finally:
-        if on_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+    return run_tool("quantize", lambda: run(args))

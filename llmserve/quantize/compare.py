@@ -1,19 +1,20 @@
 """Serve each variant (and the original) in turn and score it; one scoreboard at the end.
 
 For every candidate directory: check it can be served at all (config.json, a quantization
-method vLLM knows, weights), start the real server on it (MODEL_DIR=<dir>, one engine at a
-time), run the judge (llmserve.judge's Runner: RougeL with both scorers on the test split),
-GSM8K (generated answers, strict and flexible extraction), TTFT/TPOT/throughput
-(llmserve.bench's functions) and read the weight size on disk and as loaded. A candidate that
-fails at any step is a failed row with its reason; the others still run. Each finished row
-is appended to rows.jsonl at once, so an interrupted run keeps them (--resume continues).
+method vLLM knows, weights), start the real server on it (`llmserve serve` with
+MODEL_DIR=<dir>, through harness.launch: the environment run_model.sh serves in, the engine's
+CPU defaults included; one engine at a time), run the judge (llmserve.judge's Runner: RougeL
+with both scorers on the test split), GSM8K (generated answers, strict and flexible
+extraction), TTFT/TPOT/throughput (speed.py) and read the weight size on disk and as loaded.
+A candidate that fails at any step is a failed row with its reason; the others still run.
+Each finished row is appended to rows.jsonl at once (harness.records: a row cut by a crash is
+dropped on resume), so an interrupted run keeps them (--resume continues).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 import time
@@ -23,9 +24,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from llmserve.quantize import MANIFEST, QUANT_ROOT, VARIANTS_ROOT, QuantError
+from llmserve import paths
+from llmserve.argtypes import positive_int
+from llmserve.errors import ExitCode, LlmserveError
+from llmserve.harness.records import Record, append_jsonl, read_jsonl, write_json
+from llmserve.quantize import MANIFEST, QUANT_ROOT, VARIANTS_ROOT
 from llmserve.quantize.scoreboard import ACCURACY_METRICS, BASELINE, Weights
 
 # Start fast and small: compare starts one engine per candidate on a shared CPU machine.
@@ -45,7 +48,6 @@ ROWS = "rows.jsonl"
 
 def add_compare_options(parser: argparse.ArgumentParser) -> None:
     from llmserve.judge.scoring import DEFAULT_SCORER
-    from llmserve.quantize.gsm8k import DEFAULT_PATH
 
     which = parser.add_argument_group("what to compare")
     which.add_argument("--model-dir", type=Path,
@@ -64,26 +66,26 @@ def add_compare_options(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--retry-failed", action="store_true",
                      help="with --resume: run the candidates that failed again")
     measure = parser.add_argument_group("measurements")
-    measure.add_argument("--data", type=Path, default=Path("data.jsonl"),
+    measure.add_argument("--data", type=Path, default=paths.DATA_JSONL,
                          help="judge data; its test split is scored (default %(default)s)")
     measure.add_argument("--judge-limit", type=int, metavar="N",
                          help="only the first N test items")
-    measure.add_argument("--gsm8k", type=Path, default=DEFAULT_PATH,
+    measure.add_argument("--gsm8k", type=Path, default=paths.GSM8K_TEST,
                          help="GSM8K jsonl (default %(default)s)")
     measure.add_argument("--limit", "--gsm8k-limit", type=int, default=100, dest="gsm8k_limit",
                          metavar="N", help="GSM8K problems to score; 0 skips GSM8K "
                          "(default %(default)s)")
     measure.add_argument("--gsm8k-shots", type=int, default=0, metavar="K",
                          help="few-shot examples per GSM8K prompt (default %(default)s)")
-    measure.add_argument("--batch-size", type=int, default=64,
+    measure.add_argument("--batch-size", type=positive_int, default=64,
                          help="prompts per /predict list request of the judge and GSM8K "
                          "(default %(default)s)")
-    measure.add_argument("--latency-runs", type=int, default=4,
+    measure.add_argument("--latency-runs", type=positive_int, default=4,
                          help="single-prompt requests for TTFT/TPOT (default %(default)s)")
-    measure.add_argument("--throughput-runs", type=int, default=2,
+    measure.add_argument("--throughput-runs", type=positive_int, default=2,
                          help="list requests of --speed-batch prompts for tokens/s "
                          "(default %(default)s)")
-    measure.add_argument("--speed-batch", type=int, default=32,
+    measure.add_argument("--speed-batch", type=positive_int, default=32,
                          help="prompts per throughput request; speed prompts are data's tune "
                          "questions, which the judge never sends (default %(default)s)")
     server = parser.add_argument_group("server")
@@ -120,15 +122,15 @@ def candidates(args: argparse.Namespace, model_dir: Path) -> list[tuple[str, Pat
     names = [name for name, _ in found]
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate:
-        raise QuantError(f"two candidates are named {duplicate!r}: rename one directory")
+        raise LlmserveError(f"two candidates are named {duplicate!r}: rename one directory")
     if not found:
-        raise QuantError(f"nothing to compare: no variants in {args.variants_root}")
+        raise LlmserveError(f"nothing to compare: no variants in {args.variants_root}")
     return found
 
 
 def servable_problem(path: Path) -> str | None:
     """Why vLLM cannot serve this directory, checked before starting an engine; None: ok."""
-    from llmserve.settings import quantization_methods
+    from llmserve.engines.vllm.settings import quantization_methods
 
     if not path.is_dir():
         return f"{path} is not a directory"
@@ -182,29 +184,26 @@ def step(name: str) -> Iterator[None]:
 
 
 def run_gsm8k(url: str, args: argparse.Namespace, details: Path) -> dict[str, Any]:
+    from llmserve.harness.client import predict_sync
+    from llmserve.harness.records import JsonlWriter, write_atomic
     from llmserve.quantize.gsm8k import build_prompt, load_problems, score, split_shots
 
     examples, problems = split_shots(load_problems(args.gsm8k), args.gsm8k_shots,
                                      args.gsm8k_limit)
     responses: list[str] = []
-    details.parent.mkdir(parents=True, exist_ok=True)
-    with httpx.Client(base_url=url, timeout=3600.0) as client, details.open("w") as file:
+    details.unlink(missing_ok=True)
+    with JsonlWriter(details) as file:
         for start in range(0, len(problems), args.batch_size):
             chunk = problems[start : start + args.batch_size]
-            reply = client.post("/predict", json={
-                "prompt": [build_prompt(p, examples) for p in chunk]})
-            if reply.status_code != 200:
-                raise RuntimeError(f"/predict answered {reply.status_code}: {reply.text[:200]}")
-            answers = reply.json()["response"]
+            answers = predict_sync(url, [build_prompt(p, examples) for p in chunk],
+                                   timeout=3600.0).responses
             responses += answers
             for problem, answer in zip(chunk, answers, strict=True):  # kept as they arrive
-                file.write(json.dumps({"index": problem.index, "response": answer},
-                                      ensure_ascii=False) + "\n")
-            file.flush()
+                file.write({"index": problem.index, "response": answer})
     result = score(problems, responses)
-    with details.open("w") as file:  # the same lines again, now with the extractions
-        for item in result.pop("items"):
-            file.write(json.dumps(item, ensure_ascii=False) + "\n")
+    # The same lines again, now with the extractions.
+    write_atomic(details, "".join(json.dumps(item, ensure_ascii=False) + "\n"
+                                  for item in result.pop("items")))
     return {**result, "shots": args.gsm8k_shots,
             "shot_indices": [e.index for e in examples]}
 
@@ -215,7 +214,7 @@ def server_settings(args: argparse.Namespace) -> dict[str, str]:
     for item in args.env:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise QuantError(f"--env {item!r}: expected KEY=VALUE")
+            raise LlmserveError(f"--env {item!r}: expected KEY=VALUE")
         extra[key.upper()] = value
     return {**SERVER_DEFAULTS, "MAX_NEW_TOKENS": str(args.max_new_tokens), **extra}
 
@@ -223,8 +222,9 @@ def server_settings(args: argparse.Namespace) -> dict[str, str]:
 def evaluate(name: str, path: Path, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """One row: start, measure, stop. Failures become the row's status and reason."""
     from llmserve.bench.memory import MB, PeakMemory, checkpoint_weight_bytes
+    from llmserve.harness.client import get_info
+    from llmserve.harness.launch import ServerFailed, ServerProcess, start_service
     from llmserve.judge.runner import RunConfig, Runner
-    from llmserve.process import ServerFailed, ServerProcess, free_port, uvicorn_command
     from llmserve.quantize.env import last_error
     from llmserve.quantize.speed import SpeedPlan, measure_speed
 
@@ -236,25 +236,27 @@ def evaluate(name: str, path: Path, args: argparse.Namespace, out: Path) -> dict
         return row
     row["weight_bytes"] = checkpoint_weight_bytes(path)
     row["disk_bytes"] = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     log = out / "logs" / f"{name}.log"
     log.unlink(missing_ok=True)
-    server = ServerProcess(uvicorn_command("127.0.0.1", port), health_url=url + "/",
-                           env={**os.environ, **server_settings(args),
-                                "MODEL_DIR": str(path.resolve())},
-                           log_path=log,
-                           start_timeout=args.start_timeout)
+    # The server being started (a taken port is retried with a new one): known before it is
+    # healthy, so that its memory is sampled while it loads and a Ctrl-C still stops it.
+    servers: list[ServerProcess] = []
+
+    def server_pid() -> int | None:
+        return servers[-1].pid if servers and servers[-1].process else None
+
     began = time.monotonic()
-    with PeakMemory(pid_of=lambda: server.pid if server.process else None) as memory:
+    with PeakMemory(pid_of=server_pid) as memory:
         try:
             try:
-                server.start()
+                url = start_service({**server_settings(args), "MODEL_DIR": str(path.resolve())},
+                                    log_path=log, start_timeout=args.start_timeout,
+                                    on_start=servers.append).url
             except ServerFailed:
                 raise StepFailed(f"engine start: {last_error(log)}") from None
             row["start_seconds"] = round(time.monotonic() - began, 1)
             with step("/info"):
-                row["served"] = httpx.get(url + "/info", timeout=30).json().get("engine")
+                row["served"] = get_info(url).get("engine")
             with step("judge"):
                 config = RunConfig(url=url, data=args.data, out=out / "judge" / name,
                                    split="test", limit=args.judge_limit, batch=True,
@@ -286,7 +288,8 @@ def evaluate(name: str, path: Path, args: argparse.Namespace, out: Path) -> dict
             if "engine is dead" in row["reason"]:  # the HTTP error hides the root cause
                 row["reason"] += f" (engine log: {last_error(log)})"
         finally:
-            server.stop()
+            if servers:
+                servers[-1].stop()
     row["peak_rss_mb"] = memory.peak_rss / MB if memory.peak_rss else None
     found = LOADED.findall(log.read_text(errors="replace")) if log.is_file() else []
     row["engine_mem_gib"] = float(next(filter(None, found[-1]))) if found else None
@@ -296,50 +299,34 @@ def evaluate(name: str, path: Path, args: argparse.Namespace, out: Path) -> dict
 # --- the run ----------------------------------------------------------------------------
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut by a crash: that candidate is run again
-    return rows
+def named_row(row: Record) -> str | None:
+    return None if isinstance(row.get("name"), str) else "a row without a candidate name"
 
 
 def run_compare(args: argparse.Namespace, model_dir: Path) -> int:
     from rich.console import Console
 
-    from llmserve.judge.environment import git_state, hardware, now_iso, timestamp
-    from llmserve.quantize.scoreboard import (
-        add_composite,
-        chart,
-        failures,
-        ranked,
-        table,
-        write_json,
-    )
+    from llmserve.harness.metadata import git_state, hardware, now_iso, timestamp
+    from llmserve.quantize.scoreboard import add_composite, chart, failures, ranked, table
 
-    for flag in ("batch_size", "speed_batch", "latency_runs", "throughput_runs"):
-        if getattr(args, flag) < 1:
-            raise QuantError(f"--{flag.replace('_', '-')} must be at least 1, "
-                             f"got {getattr(args, flag)}")
     if args.gsm8k_limit and not args.gsm8k.is_file():
-        raise QuantError(f"GSM8K file {str(args.gsm8k)!r} does not exist (or pass --limit 0)")
+        raise LlmserveError(
+            f"GSM8K file {str(args.gsm8k)!r} does not exist (or pass --limit 0)")
     if not args.data.is_file():
-        raise QuantError(f"data file {str(args.data)!r} does not exist")
+        raise LlmserveError(f"data file {str(args.data)!r} does not exist")
     todo = candidates(args, model_dir)
     out = args.out or QUANT_ROOT / "compare" / timestamp()
     if args.resume and args.out is None:
-        raise QuantError("--resume needs --out (the run to continue)")
+        raise LlmserveError("--resume needs --out (the run to continue)")
     if (out / ROWS).exists() and not args.resume:
-        raise QuantError(f"{out / ROWS} exists: pass --resume to continue it, or another --out")
+        raise LlmserveError(
+            f"{out / ROWS} exists: pass --resume to continue it, or another --out")
     out.mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
     console = Console(stderr=True)
-    # The last line of a name wins; failed ones are run again only with --retry-failed.
-    done = {row["name"]: row for row in read_rows(out / ROWS)
+    # The last line of a name wins; failed ones are run again only with --retry-failed. A row
+    # cut by a crash is not a row (it is removed): that candidate is run again.
+    done = {row["name"]: row for row in read_jsonl(out / ROWS, repair=True, check=named_row)
             if row.get("status") == "ok" or not args.retry_failed}
     for number, (name, path) in enumerate(todo, 1):
         if name in done:
@@ -347,8 +334,7 @@ def run_compare(args: argparse.Namespace, model_dir: Path) -> int:
             continue
         console.print(f"[{number}/{len(todo)}] {name}: serving {path} ...")
         row = evaluate(name, path, args, out)
-        with (out / ROWS).open("a", encoding="utf-8") as file:
-            file.write(json.dumps(row, ensure_ascii=False) + "\n")
+        append_jsonl(out / ROWS, row)
         done[name] = row
         console.print(f"[{number}/{len(todo)}] {name}: {row['status']}"
                       + (f" ({row['reason']})" if row["reason"] else ""))
@@ -377,4 +363,4 @@ def run_compare(args: argparse.Namespace, model_dir: Path) -> int:
     write_json(out / "scoreboard.json", record)
     chart(rows, args.accuracy_metric, out / "scoreboard.png")
     print(f"scoreboard: {out / 'scoreboard.json'}, {out / 'scoreboard.png'}")
-    return 0 if all(row["status"] == "ok" for row in rows) else 1
+    return ExitCode.OK if all(row["status"] == "ok" for row in rows) else ExitCode.FAILED

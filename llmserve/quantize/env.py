@@ -18,7 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from llmserve.quantize import REPO_ROOT, QuantError
+from llmserve.errors import LlmserveError
+from llmserve.paths import REPO_ROOT
 
 QUANT_VENV = REPO_ROOT / ".venv-quant"
 PINS = ("torch==2.13.0+cpu", "llmcompressor==0.14.0.1")
@@ -63,7 +64,7 @@ def ensure_env(quiet: bool = False) -> Path:
                 code = subprocess.run(step, stdout=out, stderr=subprocess.STDOUT).returncode
                 if code != 0:
                     tail = log.read_text(errors="replace").strip().splitlines()[-1:]
-                    raise QuantError(
+                    raise LlmserveError(
                         f"setting up {QUANT_VENV} failed at `{' '.join(step[:4])} ...` "
                         f"(exit {code}): {tail[0] if tail else ''} (full log: {log})"
                     )
@@ -72,7 +73,7 @@ def ensure_env(quiet: bool = False) -> Path:
 
 
 def run_worker(spec: dict[str, Any], log: Path) -> dict[str, Any]:
-    """Run llmserve.quantize.worker in .venv-quant on `spec`; its result, or QuantError."""
+    """Run llmserve.quantize.worker in .venv-quant on `spec`; its result, or LlmserveError."""
     interpreter = ensure_env()
     log.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="llmserve-quant-") as tmp:
@@ -88,7 +89,7 @@ def run_worker(spec: dict[str, Any], log: Path) -> dict[str, Any]:
                 cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
             ).returncode
         if code != 0 or not result_path.is_file():
-            raise QuantError(f"worker exited with code {code}: {last_error(log)} (log: {log})")
+            raise LlmserveError(f"worker exited with code {code}: {last_error(log)} (log: {log})")
         return dict(json.loads(result_path.read_text()))
 
 

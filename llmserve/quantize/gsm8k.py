@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmserve.quantize import QuantError
+from llmserve.errors import LlmserveError
 
-DEFAULT_PATH = Path("..") / "shared" / "data" / "gsm8k" / "test.jsonl"
 STRICT = re.compile(r"#### (\-?[0-9\.\,]+)")
 STRICT_COT = re.compile(r"The answer is (\-?[0-9\.\,]+)")
 FLEXIBLE = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
@@ -40,13 +39,13 @@ class Problem:
     def gold(self) -> str:
         found = STRICT.search(self.answer)
         if found is None:
-            raise QuantError(f"GSM8K line {self.index + 1}: answer has no '#### <number>'")
+            raise LlmserveError(f"GSM8K line {self.index + 1}: answer has no '#### <number>'")
         return normalize(found.group(1))
 
 
 def load_problems(path: Path) -> list[Problem]:
     if not path.is_file():
-        raise QuantError(f"GSM8K file {str(path)!r} does not exist")
+        raise LlmserveError(f"GSM8K file {str(path)!r} does not exist")
     problems = []
     with path.open(encoding="utf-8") as lines:
         for index, line in enumerate(lines):
@@ -86,9 +85,9 @@ def split_shots(problems: list[Problem], shots: int, limit: int | None) -> tuple
         list[Problem], list[Problem]]:
     """(few-shot examples, problems to score): examples from the end, never scored."""
     if shots < 0:
-        raise QuantError(f"--gsm8k-shots must be 0 or more, got {shots}")
+        raise LlmserveError(f"--gsm8k-shots must be 0 or more, got {shots}")
     if shots >= len(problems):
-        raise QuantError(f"--gsm8k-shots {shots} leaves no GSM8K problem to score")
+        raise LlmserveError(f"--gsm8k-shots {shots} leaves no GSM8K problem to score")
     examples = problems[len(problems) - shots:] if shots else []
     scored = problems[: len(problems) - shots]
     return examples, scored[:limit] if limit is not None else scored

@@ -12,7 +12,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmserve.quantize import MANIFEST, QuantError
+from llmserve.errors import LlmserveError
+from llmserve.quantize import MANIFEST
 from llmserve.quantize.calibration import CalibrationSet
 from llmserve.quantize.env import run_worker
 from llmserve.quantize.recipes import get_variant
@@ -39,7 +40,7 @@ def make_variant(
     if (target / MANIFEST).is_file() and not force:
         return Made(name, target, "kept", "already made (use --force to remake)")
     if variant.calibrated and calibration is None:
-        raise QuantError(f"variant {name} needs a calibration set")
+        raise LlmserveError(f"variant {name} needs a calibration set")
     partial = out_root / f"{name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     spec = {
@@ -71,7 +72,7 @@ def make_variants(
         print(f"[{name}] quantizing {model_dir} ...", file=sys.stderr, flush=True)
         try:
             made = make_variant(name, model_dir, out_root, calibration, seed, force)
-        except QuantError as error:
+        except LlmserveError as error:
             made = Made(name, out_root / name, "failed", str(error))
         print(f"[{name}] {made.status}: {made.detail}", file=sys.stderr, flush=True)
         results.append(made)

@@ -1,4 +1,4 @@
-"""The scoreboard: composite score, table, JSON record and chart of the compared variants.
+"""The scoreboard: composite score, table and chart of the compared variants.
 
 Composite (competition style): four metrics, each higher-is-better and normalized to the
 best successful variant (best = 1.0), combined with weights that sum to anything (they are
@@ -14,11 +14,12 @@ A metric a variant lacks counts 0. Failed variants get no composite and rank las
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
+
+from llmserve.harness.charts import pyplot, save_figure
 
 ACCURACY_METRICS = ("rouge_cjk", "rouge_compat", "gsm8k_strict", "gsm8k_flexible")
 BASELINE = "original"
@@ -143,23 +144,11 @@ def failures(rows: list[dict[str, Any]]) -> list[str]:
             for row in rows if row.get("status") != "ok"]
 
 
-def write_json(path: Path, record: dict[str, Any]) -> None:
-    """Written to a temporary name and renamed: a reader never sees half a file."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(record, ensure_ascii=False, indent=2) + "\n")
-    partial.replace(path)
-
-
 def chart(rows: list[dict[str, Any]], accuracy_metric: str, path: Path) -> None:
     """Accuracy against tokens/s; marker area proportional to weight size."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display here
-    import matplotlib.pyplot as plt
-
     points = [r for r in rows if r.get("status") == "ok" and r.get("tokens_per_s") is not None
               and r.get(accuracy_metric) is not None]
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+    fig, ax = pyplot().subplots(figsize=(8, 5.5))
     largest = max((r.get("weight_bytes") or 0 for r in points), default=0) or 1
     for row in points:
         size = 1500 * (row.get("weight_bytes") or 0) / largest
@@ -176,6 +165,4 @@ def chart(rows: list[dict[str, Any]], accuracy_metric: str, path: Path) -> None:
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.margins(0.2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -3,31 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
+from llmserve import paths
 from llmserve.argtypes import positive_int
-from llmserve.tune import (
-    DEFAULT_OUT,
-    DEFAULT_SPACE,
-    EXIT_INTERRUPTED,
-    EXIT_NO_BEST,
-    EXIT_OK,
-    EXIT_USAGE,
-    TuneError,
-)
+from llmserve.errors import ExitCode, LlmserveError
+from llmserve.harness.signals import run_tool
+from llmserve.tune import DEFAULT_OUT, DEFAULT_SPACE
 
 DESCRIPTION = """\
 Search engine and decoding settings for the highest output tokens/s whose judge score stays
-at or above a floor. Each trial starts the real server (bash run_model.sh) with one setting on
-127.0.0.1 and a free port, runs the judge on the tune split --repeats times, records mean and
-spread of score and tokens/s, and stops that server (its own process group only). Trial 1 is
-always the default settings (plus --set), so every run reports best against default. The best
-is then confirmed on the test split.
+at or above a floor. Each trial starts the real server (llmserve serve, as run_model.sh does)
+with one setting on 127.0.0.1 and a free port, runs the judge on the tune split --repeats
+times, records mean and spread of score and tokens/s, and stops that server (its own process
+group only). Trial 1 is always the default settings (plus --set), so every run reports best
+against default. The best is then confirmed on the test split.
 
 objective: max mean tokens/s (--tps engine: output tokens / X-Engine-Seconds, which leaves
   HTTP and the judge's own CPU use out; --tps wall: end to end) over trials whose mean score
@@ -46,8 +39,8 @@ output (--out, default results/tune/):
   trials/<key>/       each trial's server.log and judge runs
 Rerunning the same command resumes: recorded trials are skipped, an interrupted one is redone.
 
-exit codes: 0 a best was found, 2 bad arguments or search space (nothing ran), 3 no trial
-reached the floor, 130 interrupted (rerun to resume).
+exit codes: 0 a best was found, 2 bad arguments or search space (nothing ran), 5 no trial
+reached the floor, 130 interrupted (rerun to resume); the README lists every code.
 """
 
 
@@ -73,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="validate the space, list the planned trials, run nothing")
 
     judge = parser.add_argument_group("measurement (the same for every trial of an --out)")
-    judge.add_argument("--data", type=Path, default=Path("data.jsonl"),
+    judge.add_argument("--data", type=Path, default=paths.DATA_JSONL,
                        help="judge data (default %(default)s)")
     judge.add_argument("--split", default="tune", help="split searched on (default %(default)s)")
     judge.add_argument("--limit", type=positive_int, metavar="N",
@@ -120,54 +113,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C: the trial's server is stopped
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    return run_tool(
+        "auto_tune", lambda: _run(args),
+        on_interrupt=lambda: f"rerun the same command to resume ({args.out})")
+
+
+def _run(args: argparse.Namespace) -> int:
     # Imported after parsing so that --help is instant (the judge pulls in jieba and rouge).
-    from llmserve.judge import JudgeError
     from llmserve.judge.data import load_items, select
     from llmserve.tune.space import load_space, parse_sets
     from llmserve.tune.trial import Limits, Measure
     from llmserve.tune.tuner import TuneConfig, Tuner
 
-    try:
-        space = load_space(args.space, parse_sets(args.sets))
-        if args.mode != "concurrent" and args.concurrency is not None:
-            raise TuneError("--concurrency needs --mode concurrent")
-        if args.mode != "batch" and args.batch_size is not None:
-            raise TuneError("--batch-size needs --mode batch")
-        for split in (args.split, *(() if args.no_confirm else (args.confirm_split,))):
-            select(load_items(args.data), split, None)  # bad data fails now, not in trial 1
-        measure = Measure(
-            data=args.data, split=args.split, limit=args.limit, repeats=args.repeats,
-            mode=args.mode, batch_size=args.batch_size,
-            concurrency=args.concurrency or (8 if args.mode == "concurrent" else 1),
-            warmup=args.warmup, request_timeout=args.request_timeout)
-        config = TuneConfig(
-            out=args.out, measure=measure,
-            limits=Limits(start_timeout=args.start_timeout, trial_timeout=args.trial_timeout),
-            strategy=args.strategy, trials=args.trials, seed=args.seed, scorer=args.scorer,
-            tps_basis=args.tps, floor=args.floor, floor_ratio=args.floor_ratio,
-            confirm=not args.no_confirm, confirm_split=args.confirm_split,
-            confirm_limit=args.confirm_limit, retry_failed=args.retry_failed,
-            progress=not args.no_progress and sys.stderr.isatty())
-        tuner = Tuner(config, space)
-        if args.dry_run:
-            return _dry_run(tuner)
-        signal.signal(signal.SIGTERM, _interrupt)
-        outcome = tuner.run()
-    except (TuneError, JudgeError) as error:
-        print(f"auto_tune: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"auto_tune: interrupted; rerun the same command to resume ({args.out})",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
+    space = load_space(args.space, parse_sets(args.sets))
+    if args.mode != "concurrent" and args.concurrency is not None:
+        raise LlmserveError("--concurrency needs --mode concurrent")
+    if args.mode != "batch" and args.batch_size is not None:
+        raise LlmserveError("--batch-size needs --mode batch")
+    for split in (args.split, *(() if args.no_confirm else (args.confirm_split,))):
+        select(load_items(args.data), split, None)  # bad data fails now, not in trial 1
+    measure = Measure(
+        data=args.data, split=args.split, limit=args.limit, repeats=args.repeats,
+        mode=args.mode, batch_size=args.batch_size,
+        concurrency=args.concurrency or (8 if args.mode == "concurrent" else 1),
+        warmup=args.warmup, request_timeout=args.request_timeout)
+    config = TuneConfig(
+        out=args.out, measure=measure,
+        limits=Limits(start_timeout=args.start_timeout, trial_timeout=args.trial_timeout),
+        strategy=args.strategy, trials=args.trials, seed=args.seed, scorer=args.scorer,
+        tps_basis=args.tps, floor=args.floor, floor_ratio=args.floor_ratio,
+        confirm=not args.no_confirm, confirm_split=args.confirm_split,
+        confirm_limit=args.confirm_limit, retry_failed=args.retry_failed,
+        progress=not args.no_progress and sys.stderr.isatty())
+    tuner = Tuner(config, space)
+    if args.dry_run:
+        return _dry_run(tuner)
+    outcome = tuner.run()
     _print_summary(outcome, args.out)
-    return EXIT_OK if outcome.best is not None else EXIT_NO_BEST
+    return ExitCode.OK if outcome.best is not None else ExitCode.NO_RESULT
 
 
 def _dry_run(tuner: Any) -> int:
@@ -182,7 +167,7 @@ def _dry_run(tuner: Any) -> int:
         print(f"note  {note}")
     fixed = " ".join(f"{k}={v}" for k, v in tuner.space.fixed.items()) or "(none)"
     print(f"{len(the_plan.candidates)} trials; fixed settings: {fixed}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _print_summary(outcome: Any, out: Path) -> None:

@@ -13,15 +13,14 @@ absent, and the rerun redoes it.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import IO, Any
 
-from llmserve.tune import TuneError
+from llmserve.errors import LlmserveError
+from llmserve.harness.records import Record, append_jsonl, read_jsonl, write_json
 
 RESULTS = "tune_results.jsonl"
 CONFIRMS = "confirm_results.jsonl"
@@ -29,48 +28,16 @@ META = "meta.json"
 STATUS = "status.json"
 LOCK = ".lock"
 
-Record = dict[str, Any]
+
+def keyed(record: Any) -> str | None:
+    """A trial record names its trial: a line without a key is not one of ours."""
+    return None if "key" in record else "a record without a trial key"
 
 
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Replace `path` in one step: a reader sees the old file or the new, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data.encode() if isinstance(data, str) else data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def read_jsonl(path: Path, repair: bool = False) -> list[Record]:
-    """The records of `path`. A last line without its newline was cut by a crash: it is not a
-    record, and with `repair` it is removed so that the next append starts a clean line."""
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    lines = data.split(b"\n")
-    torn = lines[-1]
-    records = []
-    for number, line in enumerate(lines[:-1], start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise TuneError(f"{path}:{number}: not a JSON record (corrupt file)") from None
-        if not isinstance(record, dict) or "key" not in record:
-            raise TuneError(f"{path}:{number}: a record without a trial key")
-        records.append(record)
-    if torn and repair:
-        with path.open("r+b") as file:
-            file.truncate(len(data) - len(torn))
-    return records
+def read_records(path: Path, repair: bool = False) -> list[Record]:
+    """The trial records of `path`; a torn last line (a crash mid-write) is not a record, and
+    with `repair` it is removed so that the next append starts a clean line."""
+    return read_jsonl(path, repair=repair, check=keyed)
 
 
 class Journal:
@@ -88,7 +55,7 @@ class Journal:
             file.seek(0)
             holder = file.read().strip() or "?"
             file.close()
-            raise TuneError(f"another auto_tune (pid {holder}) is working in {self.out}; wait "
+            raise LlmserveError(f"another auto_tune (pid {holder}) is working in {self.out}; wait "
                             "for it or choose another --out") from None
         file.seek(0)
         file.truncate()
@@ -109,26 +76,22 @@ class Journal:
             old = json.loads(path.read_text())
             for key in sorted(set(old) | set(meta)):
                 if old.get(key) != meta.get(key):
-                    raise TuneError(
+                    raise LlmserveError(
                         f"{self.out} holds trials measured with {key}={old.get(key)!r}, not "
                         f"{meta.get(key)!r}: rerun with the same flags or choose another --out")
             return
-        write_atomic(path, json.dumps(meta, indent=2) + "\n")
+        write_json(path, meta)
 
     def records(self, confirm: bool = False) -> dict[str, Record]:
         """The finished records by key (a key recorded twice, e.g. a retried failure: the last)."""
         path = self.out / (CONFIRMS if confirm else RESULTS)
-        return {record["key"]: record for record in read_jsonl(path, repair=True)}
+        return {record["key"]: record for record in read_records(path, repair=True)}
 
     def append(self, record: Record, confirm: bool = False) -> None:
-        path = self.out / (CONFIRMS if confirm else RESULTS)
-        with path.open("a", encoding="utf-8") as file:
-            file.write(json.dumps(record, ensure_ascii=False) + "\n")
-            file.flush()
-            os.fsync(file.fileno())
+        append_jsonl(self.out / (CONFIRMS if confirm else RESULTS), record)
 
     def write_status(self, status: Record) -> None:
-        write_atomic(self.out / STATUS, json.dumps(status, ensure_ascii=False, indent=2) + "\n")
+        write_json(self.out / STATUS, status)
 
     def read_status(self) -> Record | None:
         path = self.out / STATUS

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from llmserve.tune import TuneError
+from llmserve.errors import LlmserveError
 
 Record = dict[str, Any]
 TPS_BASES = ("engine", "wall")
@@ -67,7 +67,7 @@ def make_objective(
 ) -> Objective:
     """--floor as given, else `ratio` times the default trial's score (when it was measured)."""
     if basis not in TPS_BASES:
-        raise TuneError(f"--tps {basis!r}: expected one of {', '.join(TPS_BASES)}")
+        raise LlmserveError(f"--tps {basis!r}: expected one of {', '.join(TPS_BASES)}")
     if floor is not None:
         return Objective(scorer, basis, floor, "--floor")
     probe = Objective(scorer, basis, None, "")

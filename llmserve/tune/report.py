@@ -7,7 +7,6 @@ files are replaced atomically.
 from __future__ import annotations
 
 import io
-import json
 import shlex
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from llmserve.harness.charts import pyplot, save_figure
+from llmserve.harness.records import write_atomic, write_json
 from llmserve.settings import Settings
-from llmserve.tune.journal import write_atomic
 from llmserve.tune.objective import Objective
 
 Record = dict[str, Any]
@@ -100,13 +100,8 @@ def render_table(records: list[Record], objective: Objective, width: int = 160) 
 
 def plot(records: list[Record], objective: Objective, path: Path) -> None:
     """Score against tokens/s: every measured trial with its spread, the floor, the front."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display on servers
-    import matplotlib.pyplot as plt
-
     points = [r for r in records if objective.measured(r)]
-    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    fig, ax = pyplot().subplots(figsize=(8, 5.5))
     best = objective.best(records)
     for r in points:
         x, y = objective.tps(r), objective.score(r)
@@ -137,10 +132,7 @@ def plot(records: list[Record], objective: Objective, path: Path) -> None:
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="best", fontsize=8)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight")
-    plt.close(fig)
-    write_atomic(path, buffer.getvalue())
+    save_figure(fig, path)
 
 
 def _figures(record: Record | None, objective: Objective) -> dict[str, Any] | None:
@@ -191,7 +183,7 @@ def write_outputs(out: Path, records: list[Record], objective: Objective,
         "speedup_vs_default": (objective.tps(best) / objective.tps(default)  # type: ignore[operator]
                                if best and default and objective.measured(default) else None),
     }
-    write_atomic(out / BEST_JSON, json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
+    write_json(out / BEST_JSON, summary)
     env_path = out / BEST_ENV
     if best is None:
         env_path.unlink(missing_ok=True)  # never leave a stale best to be sourced

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from llmserve.tune import TuneError
+from llmserve.errors import LlmserveError
 from llmserve.tune.space import Space, Value, check_combination, effective
 
 STRATEGIES = ("grid", "random")
@@ -83,13 +83,13 @@ def _random(space: Space, seed: int, draws: int) -> Iterator[dict[str, Value]]:
 def plan(space: Space, strategy: str, trials: int | None, seed: int) -> Plan:
     """The trials in order, the defaults (with the fixed settings) first; at most `trials`."""
     if strategy not in STRATEGIES:
-        raise TuneError(f"--strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
+        raise LlmserveError(f"--strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
     if trials is not None and trials < 1:
-        raise TuneError(f"--trials {trials}: must be at least 1")
+        raise LlmserveError(f"--trials {trials}: must be at least 1")
     baseline = make_candidate(space, {})
     reason = check_combination(baseline.settings)
     if reason:
-        raise TuneError(f"the fixed settings cannot run: {reason}")
+        raise LlmserveError(f"the fixed settings cannot run: {reason}")
     if strategy == "random":
         trials = trials or DEFAULT_RANDOM_TRIALS
         choices: Iterable[dict[str, Value]] = _random(space, seed, trials * RANDOM_DRAWS_PER_TRIAL)

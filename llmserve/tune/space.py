@@ -32,10 +32,11 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
-from llmserve.envdoc import defaults, env_value
-from llmserve.process import REPO_ROOT
+from llmserve.envdoc import defaults
+from llmserve.errors import LlmserveError
+from llmserve.harness.launch import env_value
+from llmserve.paths import REPO_ROOT
 from llmserve.settings import Settings, describe_error
-from llmserve.tune import TuneError
 
 Value = str | None  # a setting as the environment carries it; None: unset (the default)
 
@@ -82,15 +83,15 @@ def effective(name: str, value: Value) -> Value:
 def field_name(key: Any, where: str) -> str:
     """The Settings field of an environment variable name; unknown names are an error."""
     if not isinstance(key, str):
-        raise TuneError(f"{where}: setting names are strings, got {key!r}")
+        raise LlmserveError(f"{where}: setting names are strings, got {key!r}")
     name = key.upper()
     if name in RESERVED:
-        raise TuneError(f"{where}: not a tunable setting ({RESERVED[name]})")
+        raise LlmserveError(f"{where}: not a tunable setting ({RESERVED[name]})")
     if name.lower() not in Settings.model_fields:
         known = [f.upper() for f in Settings.model_fields]
         close = difflib.get_close_matches(name, known, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
-        raise TuneError(f"{where}: unknown setting{hint}; see the README settings table")
+        raise LlmserveError(f"{where}: unknown setting{hint}; see the README settings table")
     return name
 
 
@@ -107,9 +108,9 @@ def canonical(name: str, value: Any, where: str) -> Value:
     shown = f"{where}={value!r}"
     # Lax validation would read `true` as 1 and [..] as a JSON list: neither is meant here.
     if isinstance(value, bool) and info.annotation not in (bool, bool | None):
-        raise TuneError(f"{shown}: a boolean is not a valid value of {name}")
+        raise LlmserveError(f"{shown}: a boolean is not a valid value of {name}")
     if isinstance(value, list | dict) and fname != "stop_strings":
-        raise TuneError(f"{shown}: expected a single value, got a {type(value).__name__}")
+        raise LlmserveError(f"{shown}: expected a single value, got a {type(value).__name__}")
     if _is_path_field(info) and isinstance(value, str):
         value = str(REPO_ROOT / Path(value).expanduser())  # absolute: the same from any cwd
     try:
@@ -118,7 +119,7 @@ def canonical(name: str, value: Any, where: str) -> Value:
         own = [e for e in error.errors() if e["loc"][:1] == (fname,)]
         if own:
             message = own[0]["msg"].removeprefix("Value error, ")
-            raise TuneError(f"{shown}: {message}") from None
+            raise LlmserveError(f"{shown}: {message}") from None
         # Only a cross-setting rule failed (e.g. NGRAM_PROMPT_LOOKUP_MIN > MAX against the
         # defaults): the value is fine alone; each trial's whole combination is checked later.
         kind = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
@@ -144,9 +145,9 @@ def _expand(name: str, raw: Any, where: str) -> tuple[list[Any], str | None]:
 
 def _values(name: str, raw: Any, where: str) -> tuple[tuple[Value, ...], list[str]]:
     if not isinstance(raw, list):
-        raise TuneError(f"{where}: expected a list of values, got {raw!r}")
+        raise LlmserveError(f"{where}: expected a list of values, got {raw!r}")
     if not raw:
-        raise TuneError(f"{where}: empty list of values")
+        raise LlmserveError(f"{where}: empty list of values")
     found: list[Value] = []
     notes: list[str] = []
     for item in raw:
@@ -157,7 +158,7 @@ def _values(name: str, raw: Any, where: str) -> tuple[tuple[Value, ...], list[st
             if rendered not in found:
                 found.append(rendered)
     if not found:
-        raise TuneError(f"{where}: no values left ({'; '.join(notes)})")
+        raise LlmserveError(f"{where}: no values left ({'; '.join(notes)})")
     return tuple(found), notes
 
 
@@ -165,12 +166,12 @@ def _when(
     raw: Any, known: Mapping[str, tuple[Value, ...]], where: str
 ) -> dict[str, frozenset[Value]]:
     if not isinstance(raw, dict) or not raw:
-        raise TuneError(f"{where}: expected a mapping like {{SPECULATIVE_METHOD: ngram}}")
+        raise LlmserveError(f"{where}: expected a mapping like {{SPECULATIVE_METHOD: ngram}}")
     result = {}
     for key, wanted in raw.items():
         name = field_name(key, f"{where}.{key}")
         if name not in known:
-            raise TuneError(f"{where}.{key}: not an earlier parameter or a fixed setting")
+            raise LlmserveError(f"{where}.{key}: not an earlier parameter or a fixed setting")
         wanted_list = wanted if isinstance(wanted, list) else [wanted]
         result[name] = frozenset(effective(name, canonical(name, w, f"{where}.{key}"))
                                  for w in wanted_list)
@@ -180,15 +181,15 @@ def _when(
 def parse_space(data: Any, source: str, sets: Mapping[str, str] | None = None) -> Space:
     """The space of a loaded file's data; `sets` (from --set) pin settings for every trial."""
     if not isinstance(data, dict):
-        raise TuneError(f"{source}: expected a mapping with 'parameters' (and 'fixed')")
+        raise LlmserveError(f"{source}: expected a mapping with 'parameters' (and 'fixed')")
     unknown = set(data) - {"parameters", "fixed"}
     if unknown:
-        raise TuneError(f"{source}: unknown key {sorted(unknown)[0]!r}; expected 'parameters' "
+        raise LlmserveError(f"{source}: unknown key {sorted(unknown)[0]!r}; expected 'parameters' "
                         "and optionally 'fixed'")
     fixed: dict[str, Value] = {}
     raw_fixed = data.get("fixed") or {}
     if not isinstance(raw_fixed, dict):
-        raise TuneError(f"{source}: fixed: expected a mapping of settings")
+        raise LlmserveError(f"{source}: fixed: expected a mapping of settings")
     for key, value in raw_fixed.items():
         name = field_name(key, f"{source}: fixed.{key}")
         fixed[name] = canonical(name, value, f"{source}: fixed.{key}")
@@ -198,7 +199,7 @@ def parse_space(data: Any, source: str, sets: Mapping[str, str] | None = None) -
         fixed[name] = canonical(name, value if value != "" else None, f"--set {key}")
     raw_params = data.get("parameters")
     if not isinstance(raw_params, dict):
-        raise TuneError(f"{source}: parameters: expected a mapping of settings to value lists")
+        raise LlmserveError(f"{source}: parameters: expected a mapping of settings to value lists")
     known: dict[str, tuple[Value, ...]] = {name: (value,) for name, value in fixed.items()}
     params: list[Param] = []
     notes: list[str] = []
@@ -208,12 +209,12 @@ def parse_space(data: Any, source: str, sets: Mapping[str, str] | None = None) -
         if name in {k.upper() for k in pinned}:
             continue  # --set pins it for this run
         if name in fixed:
-            raise TuneError(f"{where}: both searched and fixed; keep one")
+            raise LlmserveError(f"{where}: both searched and fixed; keep one")
         when: dict[str, frozenset[Value]] = {}
         if isinstance(spec, dict):
             extra = set(spec) - {"values", "when"}
             if extra or "values" not in spec:
-                raise TuneError(f"{where}: expected {{values: [...], when: {{...}}}}, got "
+                raise LlmserveError(f"{where}: expected {{values: [...], when: {{...}}}}, got "
                                 f"keys {sorted(spec)}")
             if "when" in spec:
                 when = _when(spec["when"], known, f"{where}.when")
@@ -229,13 +230,14 @@ def parse_space(data: Any, source: str, sets: Mapping[str, str] | None = None) -
 def load_space(path: Path, sets: Mapping[str, str] | None = None) -> Space:
     """Read and validate a .yaml/.yml/.json space file."""
     if not path.is_file():
-        raise TuneError(f"search space file {str(path)!r} does not exist")
+        raise LlmserveError(f"search space file {str(path)!r} does not exist")
     text = path.read_text(encoding="utf-8")
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as error:
         first = str(error).splitlines()[0]
-        raise TuneError(f"{path}: not valid {path.suffix.lstrip('.').upper()}: {first}") from None
+        kind = path.suffix.lstrip(".").upper()
+        raise LlmserveError(f"{path}: not valid {kind}: {first}") from None
     return parse_space(data, str(path), sets)
 
 
@@ -245,7 +247,7 @@ def parse_sets(items: list[str]) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise TuneError(f"--set {item!r}: expected KEY=VALUE")
+            raise LlmserveError(f"--set {item!r}: expected KEY=VALUE")
         result[key.strip().upper()] = value
     return result
 

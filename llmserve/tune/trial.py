@@ -1,10 +1,11 @@
 """One trial: start the real server with the trial's settings, judge it R times, stop it.
 
-The server is `bash run_model.sh` (what a user runs, with the CPU environment it sets) on
-127.0.0.1 and a free port, in its own process group; only that group is ever stopped. A port
-taken between choosing and binding it is answered by choosing another, never by killing its
-owner. Failures (no start, start timeout, judge error, trial timeout) become a record with
-the reason instead of an exception, so the search goes on.
+The server is `llmserve serve` (what run_model.sh runs, with the engine's launch environment,
+e.g. vLLM's CPU defaults) on 127.0.0.1 and a free port, started by harness.launch in its own
+process group; only that group is ever stopped. A port taken between choosing and binding it
+is answered by choosing another, never by killing its owner. Failures (no start, start
+timeout, judge error, trial timeout) become a record with the reason instead of an exception,
+so the search goes on.
 """
 
 from __future__ import annotations
@@ -14,27 +15,27 @@ import os
 import re
 import shutil
 import signal
-import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from llmserve.envdoc import env_value
-from llmserve.judge import JudgeError
+from llmserve.errors import LlmserveError, ServerError
+from llmserve.harness.client import get_info, predict_sync
+from llmserve.harness.launch import ServerProcess, env_value, start_service
+from llmserve.harness.signals import shielded
+from llmserve.harness.stats import mean_spread
 from llmserve.judge.data import load_items, select
 from llmserve.judge.runner import RunConfig, Runner
 from llmserve.judge.scoring import SCORER_NAMES
-from llmserve.process import REPO_ROOT, ServerFailed, ServerProcess, free_port
 
 # Set in each trial server's environment (its children inherit it): how a rerun recognises
 # servers a killed tuner left behind, so that it stops those and nothing else.
 MARKER_VAR = "LLMSERVE_TUNE_OUT"
-PORT_ATTEMPTS = 3
 LOG_TAIL_LINES = 15
 
 OnEvent = Callable[[str, dict[str, Any]], None]
@@ -64,55 +65,15 @@ class Limits:
     trial_timeout: float = 1800.0  # the whole trial, start included
 
 
-@contextlib.contextmanager
-def shielded() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM while cleaning up or writing a record, so that a second Ctrl-C
-    cannot leave a server running or half a line; they are delivered right after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    signals = {signal.SIGINT, signal.SIGTERM}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def spread(values: list[float | None]) -> dict[str, float] | None:
-    """Mean and spread of a figure over the repeats (None when a repeat lacks it)."""
-    if not values or any(v is None for v in values):
-        return None
-    numbers = [float(v) for v in values]  # type: ignore[arg-type]
-    return {
-        "mean": statistics.fmean(numbers),
-        "std": statistics.stdev(numbers) if len(numbers) > 1 else 0.0,
-        "min": min(numbers),
-        "max": max(numbers),
-    }
-
-
 def summarize_repeats(repeats: list[dict[str, Any]]) -> dict[str, Any]:
     return {
-        "score": {name: spread([r["scores"][name] for r in repeats]) for name in SCORER_NAMES},
+        "score": {name: mean_spread([r["scores"][name] for r in repeats]) for name in SCORER_NAMES},
         "tps": {
-            "engine": spread([r["tokens_per_s_engine"] for r in repeats]),
-            "wall": spread([r["tokens_per_s_wall"] for r in repeats]),
+            "engine": mean_spread([r["tokens_per_s_engine"] for r in repeats]),
+            "wall": mean_spread([r["tokens_per_s_wall"] for r in repeats]),
         },
-        "output_tokens": spread([r["output_tokens"] for r in repeats]),
+        "output_tokens": mean_spread([r["output_tokens"] for r in repeats]),
     }
-
-
-def _log_since(log: Path, start: int = 0) -> str:
-    if not log.exists():
-        return ""
-    with log.open("rb") as file:
-        file.seek(start)
-        return file.read().decode(errors="replace")
-
-
-def _log_tail(log: Path) -> list[str]:
-    return _log_since(log).splitlines()[-LOG_TAIL_LINES:]
 
 
 def _log_cause(lines: list[str]) -> str | None:
@@ -130,17 +91,11 @@ def _log_cause(lines: list[str]) -> str | None:
     return found[-1] if found else None
 
 
-def _failure_reason(message: str, log: Path) -> str:
+def _failure_reason(message: str, log_text: str) -> str:
     """The first line of the failure and the log's cause: enough for a table."""
     first = message.splitlines()[0].split("; log ")[0]
-    cause = _log_cause(_log_since(log).splitlines())
+    cause = _log_cause(log_text.splitlines())
     return f"{first}: {cause[:400]}" if cause else first
-
-
-def _info(url: str) -> dict[str, Any]:
-    response = httpx.get(f"{url}/info", timeout=30.0)
-    response.raise_for_status()
-    return dict(response.json())
 
 
 def _check_server(info: dict[str, Any], settings: Mapping[str, str], port: int) -> None:
@@ -148,21 +103,21 @@ def _check_server(info: dict[str, Any], settings: Mapping[str, str], port: int) 
     that took the port, nor a run whose environment lost a setting)."""
     served = info.get("settings") or {}
     if served.get("port") != port:
-        raise JudgeError(f"the server on port {port} reports PORT={served.get('port')}: not ours")
+        raise ServerError(f"the server on port {port} reports PORT={served.get('port')}: not ours")
     for name, value in settings.items():
         got = env_value(served.get(name.lower()))
         if got != value:
-            raise JudgeError(f"the server runs {name}={got!r}, not {value!r}")
+            raise ServerError(f"the server runs {name}={got!r}, not {value!r}")
 
 
 def _warm_up(url: str, measure: Measure) -> None:
     if measure.warmup <= 0:
         return
     items = select(load_items(measure.data), measure.split, measure.warmup)
-    response = httpx.post(f"{url}/predict", json={"prompt": [i.question for i in items]},
-                          timeout=measure.request_timeout)
-    if response.status_code != 200:
-        raise JudgeError(f"warm-up request: {response.status_code} {response.text[:200]}")
+    try:
+        predict_sync(url, [i.question for i in items], timeout=measure.request_timeout)
+    except ServerError as error:
+        raise ServerError(f"warm-up request: {error}") from None
 
 
 class Trial:
@@ -201,7 +156,7 @@ class Trial:
         try:
             url = self._start(record)
             record["start_s"] = round(time.monotonic() - began, 1)
-            info = _info(url)
+            info = get_info(url)
             _check_server(info, self.settings, record["port"])
             record["engine"] = info.get("engine")
             self.on_event("phase", {"phase": "warm-up"})
@@ -215,13 +170,14 @@ class Trial:
             died = self.server is not None and self.server.process is not None \
                 and self.server.process.poll() is not None
             message = str(error) or type(error).__name__
-            if not isinstance(error, ServerFailed | JudgeError | httpx.HTTPError | OSError):
+            if not isinstance(error, LlmserveError | httpx.HTTPError | OSError):
                 message = f"{type(error).__name__}: {message}"
+            log_text = self.server.log_text() if self.server is not None else ""
             record["status"] = "failed"
             # The server log explains a server that died; a live server's log is not the cause.
-            record["reason"] = (_failure_reason(message, self.dir / "server.log") if died
+            record["reason"] = (_failure_reason(message, log_text) if died
                                 else message.splitlines()[0])
-            record["log_tail"] = _log_tail(self.dir / "server.log")
+            record["log_tail"] = log_text.splitlines()[-LOG_TAIL_LINES:]
         finally:
             watchdog.cancel()
             with shielded():
@@ -239,29 +195,18 @@ class Trial:
             self.server.stop()  # the judge's next request fails, and run() records a timeout
 
     def _start(self, record: dict[str, Any]) -> str:
-        log = self.dir / "server.log"
-        for attempt in range(1, PORT_ATTEMPTS + 1):
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            env = {**self.base_env, **self.settings, "HOST": "127.0.0.1", "PORT": str(port),
-                   MARKER_VAR: self.marker}
-            offset = log.stat().st_size if log.exists() else 0
-            self.on_event("phase", {"phase": "starting", "port": port})
-            self.server = ServerProcess(
-                ["bash", str(REPO_ROOT / "run_model.sh")], health_url=f"{url}/", env=env,
-                log_path=log, start_timeout=self.limits.start_timeout)
-            try:
-                self.server.start()
-            except ServerFailed:
-                self.server.stop()
-                said = _log_since(log, offset).lower()
-                if "address already in use" in said and attempt < PORT_ATTEMPTS:
-                    continue  # someone took the port after we chose it: choose another
-                raise
-            record["port"] = port
-            self.on_event("phase", {"phase": "serving", "port": port, "pid": self.server.pid})
-            return url
-        raise AssertionError("unreachable")
+        def starting(server: ServerProcess) -> None:
+            self.server = server  # from now on, the trial timeout can stop it
+            self.on_event("phase", {"phase": "starting", "port": int(server.env["PORT"])})
+
+        service = start_service(
+            self.settings, log_path=self.dir / "server.log",
+            base_env={**self.base_env, MARKER_VAR: self.marker},
+            start_timeout=self.limits.start_timeout, on_start=starting)
+        record["port"] = service.port
+        self.on_event("phase", {"phase": "serving", "port": service.port,
+                                "pid": service.server.pid})
+        return service.url
 
     def _judge(self, url: str, repeat: int) -> Any:
         m = self.measure

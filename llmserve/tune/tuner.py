@@ -9,21 +9,21 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from llmserve.settings import Settings
+from llmserve.harness.launch import without_settings
+from llmserve.harness.metadata import now_iso
+from llmserve.harness.signals import shielded
 from llmserve.tune.journal import Journal
 from llmserve.tune.objective import DEFAULT_FLOOR_RATIO, Objective, make_objective
 from llmserve.tune.report import describe, write_outputs
 from llmserve.tune.search import Candidate, Plan, plan
 from llmserve.tune.space import Space
-from llmserve.tune.trial import Limits, Measure, OnEvent, Trial, reap_orphans, shielded
+from llmserve.tune.trial import Limits, Measure, OnEvent, Trial, reap_orphans
 
 Record = dict[str, Any]
 
@@ -56,17 +56,6 @@ class Outcome:
     plan: Plan
 
 
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def clean_env(environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
-    """The environment without any setting of the Settings class, and the names removed."""
-    fields = set(Settings.model_fields)
-    dropped = sorted(k for k in environ if k.lower() in fields)
-    return {k: v for k, v in environ.items() if k.lower() not in fields}, dropped
-
-
 def say(message: str) -> None:
     tqdm.write(f"auto_tune: {message}", file=sys.stderr)
 
@@ -95,7 +84,7 @@ class Tuner:
             if killed:
                 say(f"stopped {len(killed)} server processes a killed run left behind "
                     f"(pids {', '.join(map(str, killed))})")
-            base_env, dropped = clean_env(os.environ)
+            base_env, dropped = without_settings(os.environ)
             if dropped:
                 say(f"not passing {', '.join(dropped)} from this shell to the trials: they run "
                     "the defaults plus the space and --set (use --set KEY=VALUE)")
@@ -123,7 +112,7 @@ class Tuner:
             say(f"resuming {c.out}: {finished} of {len(the_plan.candidates)} trials already "
                 "recorded")
         self.status = {"state": "running", "pid": os.getpid(), "out": str(c.out),
-                       "started": now(), "planned": len(the_plan.candidates)}
+                       "started": now_iso(), "planned": len(the_plan.candidates)}
         self.bar = tqdm(total=len(the_plan.candidates), initial=finished, unit="trial",
                         desc="auto_tune", disable=not c.progress, file=sys.stderr,
                         dynamic_ncols=True)
@@ -131,7 +120,7 @@ class Tuner:
         for number, cand in todo:
             self._refresh(the_plan, current={"number": number, "key": cand.key,
                                              "params": cand.params, "phase": "starting",
-                                             "since": now()},
+                                             "since": now_iso()},
                           eta=self._eta(durations, len(todo) - len(durations)))
             record = self._trial(number, cand, c.measure, c.out / "trials" / cand.key, base_env,
                                  marker)
@@ -152,14 +141,14 @@ class Tuner:
                base_env: dict[str, str], marker: str) -> Record:
         def on_event(name: str, data: dict[str, Any]) -> None:
             if name == "phase":
-                current = {**(self.status.get("current") or {}), **data, "since": now()}
+                current = {**(self.status.get("current") or {}), **data, "since": now_iso()}
                 self._set_status(current=current)
                 if self.bar is not None:
                     self.bar.set_description(f"trial {number} {data['phase']}")
             if self.on_event is not None:
                 self.on_event(name, {**data, "number": number, "key": cand.key})
 
-        started = now()
+        started = now_iso()
         result = Trial(cand.settings, measure, self.config.limits, trial_dir, base_env, marker,
                        on_event).run()
         return {"key": cand.key, "number": number, "default": cand.is_default,
@@ -180,7 +169,7 @@ class Tuner:
             number, cand = by_key[key]
             say(f"confirming trial #{number} on the {c.confirm_split} split")
             self._set_status(current={"number": number, "key": key, "params": cand.params,
-                                      "phase": f"confirm on {c.confirm_split}", "since": now()})
+                                      "phase": f"confirm on {c.confirm_split}", "since": now_iso()})
             record = self._trial(number, cand, measure, c.out / "confirm" / key, base_env,
                                  marker)
             record["measure"] = measure.meta()
@@ -228,7 +217,7 @@ class Tuner:
                          failed=sum(1 for r in mine if r["status"] != "ok"))
 
     def _set_status(self, **changes: Any) -> None:
-        self.status.update(changes, updated=now())
+        self.status.update(changes, updated=now_iso())
         with shielded():
             self.journal.write_status(self.status)
 

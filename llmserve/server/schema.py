@@ -22,8 +22,15 @@ class PredictRequest:
 
 
 def _kind(value: Any) -> str:
-    return {bool: "boolean", int: "number", float: "number", dict: "object",
-            list: "list", type(None): "null", str: "string"}.get(type(value), type(value).__name__)
+    return {
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        dict: "object",
+        list: "list",
+        type(None): "null",
+        str: "string",
+    }.get(type(value), type(value).__name__)
 
 
 def parse_predict(body: bytes, max_prompts: int) -> PredictRequest:

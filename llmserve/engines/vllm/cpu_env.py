@@ -14,9 +14,11 @@ its two threads fighting the API server and engine-core processes for the same c
 VLLM_CPU_KVCACHE_SPACE only moves memory, not speed, so GPU_MEMORY_UTILIZATION stays the knob.
 
 vLLM reads these at process start (LD_PRELOAD must even be set before the interpreter
-starts), so they are exported by run_model.sh (`eval "$(python -m llmserve.cpu_env)"`) and
-put into the environment of every engine the benchmark starts. Only on CPU, and never over
-a variable the user has set.
+starts), so they are the vLLM engine's launch environment (`llmserve.engines.launch_env`):
+`llmserve serve` re-executes itself once with them, so every way of starting the service
+serves with them, and the benchmark puts them into every engine it starts. Only on CPU, and
+never over a variable the user has set. `python -m llmserve.engines.vllm.cpu_env` prints them
+as `export` lines.
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ import shlex
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from llmserve.engines.vllm.args import is_cpu_build
+
+if TYPE_CHECKING:
+    from llmserve.settings import Settings
 
 # Where the allocator and OpenMP runtime are looked for, in order. libtcmalloc comes from
 # Debian's libtcmalloc-minimal4; libiomp5 from the intel-openmp wheel in the venv.
@@ -53,8 +61,13 @@ def find_tcmalloc() -> str | None:
 
 def find_iomp() -> str | None:
     prefix = Path(sys.prefix)
-    return _first([str(prefix / "lib" / "libiomp5.so"), "/usr/lib/*/libiomp5.so",
-                   "/opt/intel/oneapi/compiler/latest/lib/libiomp5.so"])
+    return _first(
+        [
+            str(prefix / "lib" / "libiomp5.so"),
+            "/usr/lib/*/libiomp5.so",
+            "/opt/intel/oneapi/compiler/latest/lib/libiomp5.so",
+        ]
+    )
 
 
 def recommended() -> dict[str, str]:
@@ -68,22 +81,26 @@ def recommended() -> dict[str, str]:
 
 
 def cpu_env(environ: Mapping[str, str] | None = None, device: str | None = None) -> dict[str, str]:
-    """Env vars to add for the engine: empty off CPU; none the user already set."""
+    """Env vars to add for the engine: empty off CPU; none the user already set. `device`
+    None: detected without importing vLLM (args.is_cpu_build)."""
     environ = os.environ if environ is None else environ
     if device is None:
-        from llmserve.engine import device_type
-
-        device = device_type()
+        device = "cpu" if is_cpu_build(environ) else "accelerator"
     if device != "cpu":
         return {}
     return {k: v for k, v in recommended().items() if k not in environ}
 
 
+def launch_env(settings: Settings, environ: Mapping[str, str]) -> dict[str, str]:
+    """The vLLM engine's launch environment (llmserve.engines.ENGINES): its CPU defaults."""
+    return cpu_env(environ)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m llmserve.cpu_env",
+        prog="python -m llmserve.engines.vllm.cpu_env",
         description="Print `export K=V` lines of the CPU engine defaults not already set "
-        "(nothing on GPU). Use: eval \"$(python -m llmserve.cpu_env)\"",
+        '(nothing on GPU). Use: eval "$(python -m llmserve.engines.vllm.cpu_env)"',
     )
     parser.parse_args(argv)
     for key, value in cpu_env().items():

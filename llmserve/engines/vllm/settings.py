@@ -1,0 +1,104 @@
+"""The vLLM engine's settings (ENGINE=vllm): a group of the one Settings class, with the
+validators that ask vLLM which quantization methods and KV cache dtypes it knows.
+
+Only the field definitions load with the settings; vLLM is imported when a validator needs it
+(QUANTIZATION or a KV_CACHE_DTYPE other than auto is set), because it is slow to import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+SpeculativeMethod = Literal["none", "ngram", "draft"]
+Dtype = Literal["auto", "bfloat16", "float16", "float32"]
+
+
+class VllmEngineSettings(BaseModel):
+    """vLLM engine (ENGINE=vllm): engine arguments of vLLM's AsyncLLM."""
+
+    dtype: Dtype = Field("auto", description="Weight and activation dtype.")
+    gpu_memory_utilization: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Fraction of device memory for weights and KV cache (on CPU: of NUMA "
+        "node 0 for the KV cache). Unset: 0.9 on GPU, 0.25 on CPU.",
+    )
+    max_num_seqs: int = Field(256, gt=0, description="Sequences the engine batches at once.")
+    max_num_batched_tokens: int | None = Field(
+        None, gt=0, description="Tokens per engine step. Unset: vLLM's default."
+    )
+    enable_prefix_caching: bool = Field(True, description="Reuse KV cache of shared prefixes.")
+    enforce_eager: bool = Field(
+        False, description="Skip torch.compile and CUDA graphs: faster start, slower decode."
+    )
+    tensor_parallel_size: int = Field(1, gt=0, description="GPUs to shard the model over.")
+    quantization: str | None = Field(
+        None,
+        description="vLLM quantization method (awq, gptq, compressed-tensors, fp8, ...). "
+        "Unset: read from the checkpoint's config.",
+    )
+    load_format: str = Field("auto", description="vLLM load format (auto, safetensors, ...).")
+    kv_cache_dtype: str = Field("auto", description="KV cache dtype (auto, fp8, fp8_e5m2, ...).")
+    speculative_method: SpeculativeMethod = Field(
+        "none", description="Speculative decoding: none, ngram (prompt lookup) or draft."
+    )
+    num_speculative_tokens: int = Field(4, gt=0, description="Tokens proposed per step.")
+    ngram_prompt_lookup_min: int = Field(2, gt=0, description="Smallest n-gram to match.")
+    ngram_prompt_lookup_max: int = Field(4, gt=0, description="Largest n-gram to match.")
+    speculative_draft_model: Path | None = Field(
+        None, description="Draft model directory, for SPECULATIVE_METHOD=draft."
+    )
+
+    @field_validator("quantization", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value in ("", "none", "None") else value
+
+    @field_validator("quantization")
+    @classmethod
+    def _known_quantization(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        known = quantization_methods()
+        if value not in known:
+            raise ValueError(f"unknown quantization {value!r}; known: {', '.join(known)}")
+        return value
+
+    @field_validator("kv_cache_dtype")
+    @classmethod
+    def _known_kv_cache_dtype(cls, value: str) -> str:
+        known = kv_cache_dtypes() if value != "auto" else ["auto"]
+        if value not in known:
+            raise ValueError(f"unknown KV cache dtype {value!r}; known: {', '.join(known)}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent_speculation(self) -> VllmEngineSettings:
+        if self.ngram_prompt_lookup_min > self.ngram_prompt_lookup_max:
+            raise ValueError(
+                f"NGRAM_PROMPT_LOOKUP_MIN={self.ngram_prompt_lookup_min} is above "
+                f"NGRAM_PROMPT_LOOKUP_MAX={self.ngram_prompt_lookup_max}"
+            )
+        if self.speculative_method == "draft" and self.speculative_draft_model is None:
+            raise ValueError("SPECULATIVE_METHOD=draft needs SPECULATIVE_DRAFT_MODEL")
+        return self
+
+
+def quantization_methods() -> list[str]:
+    """vLLM's list of quantization methods (imported lazily: vLLM is slow to import)."""
+    from vllm.model_executor.layers.quantization import QUANTIZATION_METHODS
+
+    return list(QUANTIZATION_METHODS)
+
+
+def kv_cache_dtypes() -> list[str]:
+    """vLLM's KV cache dtypes (imported lazily, like quantization_methods)."""
+    from typing import get_args
+
+    from vllm.config.cache import CacheDType
+
+    return list(get_args(CacheDType))

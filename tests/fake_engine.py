@@ -1,0 +1,141 @@
+"""A small fake engine for fast tests of the HTTP layer: the Engine Protocol without vLLM.
+
+It answers "echo: <prompt>" word by word, counts a word as a token, and can be told to load
+slowly (until a gate opens), to fail at start, to take its time per call, or to die.
+`FakeEngineFactory` is an EngineFactory that keeps the engines it built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmserve.engines.base import Delta, Generation, Prompt, PromptTooLong, Sampling
+from llmserve.settings import Settings
+
+
+def prompt_text(prompt: Prompt) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    return " | ".join(f"{turn['role']}: {turn['content']}" for turn in prompt)
+
+
+@dataclass
+class Call:
+    prompts: list[Prompt]
+    sampling: Sampling
+
+
+class FakeEngine:
+    """Deterministic answers: the first `max_tokens` words of "echo: <prompt>"."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        model_dir: Path,
+        delay: float = 0.0,
+        die_during_generate: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.model_dir = model_dir
+        self.sampling = Sampling.from_settings(settings)
+        self.delay = delay
+        self.die_during_generate = die_during_generate
+        self.calls: list[Call] = []
+        self.killed = False
+        self.shut = False
+
+    @property
+    def dead(self) -> bool:
+        return self.killed
+
+    def die(self) -> None:
+        self.killed = True
+
+    def _words(self, prompt: Prompt, sampling: Sampling) -> tuple[int, list[str]]:
+        prompt_words = len(prompt_text(prompt).split())
+        answer = f"echo: {prompt_text(prompt)}".split()
+        limit = min(sampling.max_tokens, self.settings.max_model_len - prompt_words)
+        return prompt_words, answer[:limit]
+
+    async def generate(
+        self, prompts: Sequence[Prompt], sampling: Sampling | None = None
+    ) -> Generation:
+        sampling = sampling or self.sampling
+        self.calls.append(Call(list(prompts), sampling))
+        if self.killed:
+            raise RuntimeError("engine core is gone")  # what a real engine's client might say
+        for index, prompt in enumerate(prompts):
+            words = len(prompt_text(prompt).split())
+            if words >= self.settings.max_model_len:
+                raise PromptTooLong(index, words, self.settings.max_model_len)
+        start = time.perf_counter()
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.die_during_generate:
+            self.killed = True
+            raise RuntimeError("engine core crashed mid-request")
+        counted = [self._words(p, sampling) for p in prompts]
+        return Generation(
+            texts=[" ".join(words) for _, words in counted],
+            prompt_tokens=[n for n, _ in counted],
+            completion_tokens=[len(words) for _, words in counted],
+            finish_reasons=[
+                "length" if len(words) == sampling.max_tokens else "stop" for _, words in counted
+            ],
+            engine_seconds=time.perf_counter() - start,
+            ttft_seconds=0.001,
+        )
+
+    async def stream(
+        self, prompt: Prompt, sampling: Sampling | None = None
+    ) -> AsyncIterator[Delta]:
+        sampling = sampling or self.sampling
+        prompt_words, words = self._words(prompt, sampling)
+        for n, word in enumerate(words, start=1):
+            yield Delta(
+                text=word if n == 1 else f" {word}", output_tokens=n, prompt_tokens=prompt_words
+            )
+        reason = "length" if len(words) == sampling.max_tokens else "stop"
+        yield Delta(
+            text="", output_tokens=len(words), prompt_tokens=prompt_words, finish_reason=reason
+        )
+
+    def facts(self) -> dict[str, Any]:
+        return {
+            "engine": "fake",
+            "model_dir": str(self.model_dir),
+            "max_model_len": self.settings.max_model_len,
+        }
+
+    def shutdown(self) -> None:
+        self.shut = True
+
+
+@dataclass
+class FakeEngineFactory:
+    """Builds FakeEngines (keyword options passed on); waits for `gate` first if given, and
+    raises `fail` instead of building when set."""
+
+    options: dict[str, Any] = field(default_factory=dict)
+    gate: threading.Event | None = None
+    fail: Exception | None = None
+    engines: list[FakeEngine] = field(default_factory=list)
+
+    def __call__(self, settings: Settings, model_dir: Path) -> FakeEngine:
+        if self.gate is not None and not self.gate.wait(timeout=30):
+            raise TimeoutError("the test never opened the gate")
+        if self.fail is not None:
+            raise self.fail
+        engine = FakeEngine(settings, model_dir, **self.options)
+        self.engines.append(engine)
+        return engine
+
+    @property
+    def engine(self) -> FakeEngine:
+        return self.engines[-1]

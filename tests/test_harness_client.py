@@ -1,0 +1,267 @@
+"""The shared /predict and /info client over real HTTP, against a small scripted uvicorn app
+(no engine): retries, errors that name the server's message, headers, answer checks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from llmserve.errors import ExitCode, ServerError
+from llmserve.harness.client import (
+    Info,
+    Prediction,
+    RetryableStatus,
+    ServerDown,
+    ServiceClient,
+    get_info,
+    post_predict,
+    predict_sync,
+)
+from llmserve.harness.launch import free_port
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+HEADERS = {"X-Engine-Seconds": "0.250000", "X-Output-Tokens": "7", "X-Engine-TTFT": "0.050000"}
+INFO = {"status": "ready", "settings": {"max_batch_prompts": 16, "port": 1},
+        "engine": {"model_dir": "/models/m", "dtype": "float32"}}
+
+
+@dataclass
+class Answer:
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class ScriptedApp:
+    """Answers each path from its script, in order (then the path's default); records the
+    requests it got. /predict echoes upper-cased prompts by default."""
+
+    def __init__(self) -> None:
+        self.script: dict[str, list[Answer]] = {}
+        self.requests: list[tuple[str, Any]] = []
+
+    def then(self, path: str, *answers: Answer) -> None:
+        self.script.setdefault(path, []).extend(answers)
+
+    def default(self, path: str, payload: Any) -> Answer:
+        if path == "/predict":
+            prompt = payload["prompt"]
+            upper = [p.upper() for p in prompt] if isinstance(prompt, list) else prompt.upper()
+            return Answer(200, {"response": upper}, HEADERS)
+        if path == "/info":
+            return Answer(200, INFO)
+        return Answer(200, {"status": "ok"})
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        path = scope["path"]
+        payload = json.loads(body) if body else None
+        self.requests.append((path, payload))
+        queued = self.script.get(path)
+        answer = queued.pop(0) if queued else self.default(path, payload)
+        headers = [(b"content-type", b"application/json")]
+        headers += [(k.lower().encode(), v.encode()) for k, v in answer.headers.items()]
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        await send({"type": "http.response.body", "body": json.dumps(answer.body).encode()})
+
+    def count(self, path: str) -> int:
+        return sum(1 for p, _ in self.requests if p == path)
+
+
+@pytest.fixture
+def app() -> Iterator[tuple[ScriptedApp, str]]:
+    """The app served by uvicorn in a thread (so blocking calls work too); yields its URL."""
+    scripted = ScriptedApp()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)  # listening before the server starts: clients may connect at once
+    server = uvicorn.Server(uvicorn.Config(scripted, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield scripted, f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def client(url: str, retries: int = 3, **kwargs: Any) -> ServiceClient:
+    return ServiceClient(url, timeout=10, retries=retries, backoff_max=0.01, **kwargs)
+
+
+def run(coro: Awaitable[Any]) -> Any:
+    async def main() -> Any:
+        return await coro
+
+    return asyncio.run(main())
+
+
+def test_a_503_then_200_is_retried(app: tuple[ScriptedApp, str],
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    scripted, url = app
+    scripted.then("/predict", Answer(503, {"error": "engine is loading"}))
+
+    async def scenario() -> Prediction:
+        async with client(url, tool="judge") as service:
+            return await service.predict("hi")
+
+    prediction = run(scenario())
+    assert prediction.responses == ["HI"]
+    assert scripted.count("/predict") == 2
+    assert "judge: POST /predict at" in capsys.readouterr().err  # the retry was said
+
+
+def test_a_4xx_is_not_retried_and_names_the_message(app: tuple[ScriptedApp, str]) -> None:
+    scripted, url = app
+    scripted.then("/predict", Answer(422, {"error": "prompt must not be empty"}))
+
+    async def scenario() -> None:
+        async with client(url) as service:
+            await service.predict("")
+
+    with pytest.raises(ServerError, match="is 422: prompt must not be empty") as caught:
+        run(scenario())
+    assert caught.value.exit_code is ExitCode.SERVER
+    assert scripted.count("/predict") == 1
+
+
+def test_status_hint_and_retries_running_out(app: tuple[ScriptedApp, str]) -> None:
+    scripted, url = app
+    scripted.then("/predict", Answer(413, {"error": "too many prompts"}))
+    scripted.then("/predict", *[Answer(503, {"error": "busy"})] * 3)
+
+    async def scenario() -> None:
+        async with client(url, retries=2, status_hints={413: "lower --batch-size"}) as service:
+            with pytest.raises(ServerError, match=r"too many prompts \(lower --batch-size\)"):
+                await service.predict(["a", "b"])
+            with pytest.raises(ServerError, match=r"failed after 3 tries: .*503: busy"):
+                await service.predict("a")
+
+    run(scenario())
+    assert scripted.count("/predict") == 1 + 3
+
+
+def test_headers_are_parsed(app: tuple[ScriptedApp, str]) -> None:
+    _, url = app
+
+    async def scenario() -> Prediction:
+        async with httpx.AsyncClient(base_url=url) as http:
+            return await post_predict(http, ["a", "b"])
+
+    prediction = run(scenario())
+    assert prediction.responses == ["A", "B"]
+    assert prediction.engine_seconds == 0.25
+    assert prediction.engine_output_tokens == prediction.output_tokens == 7
+    assert prediction.engine_ttft == 0.05
+    assert prediction.latency_s > 0
+    assert prediction.t_end == pytest.approx(prediction.t_start + prediction.latency_s)
+    # TTFT seen by a client: the engine's plus all time outside the engine.
+    assert prediction.ttft_s == pytest.approx(0.05 + max(prediction.latency_s - 0.25, 0.0))
+
+
+def test_missing_headers(app: tuple[ScriptedApp, str]) -> None:
+    scripted, url = app
+    scripted.then("/predict", Answer(200, {"response": "x"}))
+    prediction = predict_sync(url, "x")
+    assert prediction.engine_seconds is None and prediction.engine_output_tokens is None
+    with pytest.raises(ServerError, match="no X-Output-Tokens"):
+        _ = prediction.output_tokens
+    with pytest.raises(ServerError, match="no X-Engine-TTFT"):
+        _ = prediction.ttft_s
+
+
+def test_a_list_answer_of_the_wrong_length_is_an_error(app: tuple[ScriptedApp, str]) -> None:
+    scripted, url = app
+    scripted.then("/predict", Answer(200, {"response": ["only one"]}, HEADERS))
+    scripted.then("/predict", Answer(200, {"answer": "?"}, HEADERS))
+    with pytest.raises(ServerError, match="sent 2 prompts, got list"):
+        predict_sync(url, ["a", "b"])
+    with pytest.raises(ServerError, match="no 'response'"):
+        predict_sync(url, "a")
+
+
+def test_as_list_sends_a_list_for_one_prompt(app: tuple[ScriptedApp, str]) -> None:
+    scripted, url = app
+
+    async def scenario() -> Prediction:
+        async with client(url) as service:
+            return await service.predict(["q"], as_list=True)
+
+    assert run(scenario()).responses == ["Q"]
+    assert scripted.requests[-1] == ("/predict", {"prompt": ["q"]})
+
+
+def test_post_predict_never_retries(app: tuple[ScriptedApp, str]) -> None:
+    scripted, url = app
+    scripted.then("/predict", Answer(503, {"error": "engine is dead"}))
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(base_url=url) as http:
+            await post_predict(http, "a")
+
+    with pytest.raises(RetryableStatus, match="503: engine is dead"):
+        run(scenario())
+    assert scripted.count("/predict") == 1
+
+
+def test_wait_healthy_waits_for_a_loading_server(app: tuple[ScriptedApp, str]) -> None:
+    scripted, url = app
+    scripted.then("/", *[Answer(503, {"status": "loading"})] * 2)
+
+    async def scenario() -> dict[str, Any]:
+        async with client(url) as service:
+            return await service.wait_healthy(wait_s=0.01, loading_s=30)
+
+    assert run(scenario()) == {"status": "ok"}
+    assert scripted.count("/") == 3
+
+
+def test_no_server_is_server_down() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+
+    async def scenario() -> None:
+        async with client(url) as service:
+            await service.wait_healthy(wait_s=0.5, loading_s=30)
+
+    with pytest.raises(ServerDown, match="connection refused") as caught:
+        run(scenario())
+    assert url in str(caught.value) and caught.value.exit_code is ExitCode.SERVER
+    with pytest.raises(ServerError, match="/info failed: connection refused"):
+        get_info(url)
+
+
+def test_info_typed_view(app: tuple[ScriptedApp, str]) -> None:
+    scripted, url = app
+    assert get_info(url) == INFO
+    info = Info(get_info(url))
+    assert (info.model_dir, info.dtype, info.max_batch_prompts) == ("/models/m", "float32", 16)
+    assert info.status == "ready" and info.settings["port"] == 1
+    assert Info({"engine": None}).engine == {} and Info({}).max_batch_prompts is None
+    scripted.then("/info", Answer(404, {"error": "no such route"}))
+    scripted.then("/info", Answer(500, {"error": "boom"}))
+
+    async def scenario() -> Info | None:
+        async with client(url) as service:
+            return await service.info()
+
+    assert run(scenario()) is None  # a server without /info: the tool runs with less detail
+    with pytest.raises(ServerError, match="/info is 500: boom"):
+        get_info(url)
