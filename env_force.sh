@@ -7,6 +7,7 @@ if ! (return 0 2>/dev/null); then
 fi
 unset MODEL_ID
 export MODEL_REVISION='master'
+unset MODELSCOPE_API_TOKEN
 unset MODEL_DIR
 export MODELS_ROOT='model'
 export CACHE_DIR='~/.cache/llmserve'
@@ -44,3 +45,7 @@ export WARMUP_SAMPLES='0'
 export HOST='0.0.0.0'
 export PORT='8000'
 export MAX_BATCH_PROMPTS='1024'
+export MAX_BODY_BYTES='33554432'
+export MAX_WAITING_PROMPTS='4096'
+unset REQUEST_TIMEOUT
+export SHUTDOWN_GRACE_SECONDS='30.0'

@@ -39,6 +39,9 @@ def download(settings: Settings, fetch: Callable[..., str] | None = None) -> Pat
         return None
     if fetch is None:
         from modelscope import snapshot_download as fetch
+    token = settings.modelscope_api_token  # a SecretStr: read here only, never in the plan
+    if token is not None:
+        return Path(fetch(**plan, token=token.get_secret_value()))
     return Path(fetch(**plan))
 
 

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     Field,
+    SecretStr,
     ValidationError,
     create_model,
     field_validator,
@@ -39,6 +40,11 @@ class ModelSettings(BaseModel):
         "time by download_model.py). Unset: the embedded SmolLM2-135M-Instruct.",
     )
     model_revision: str = Field("master", description="ModelScope revision for MODEL_ID.")
+    modelscope_api_token: SecretStr | None = Field(
+        None,
+        description="ModelScope access token, for a private MODEL_ID (download_model.py only; "
+        "the variable ModelScope's own tools read). A secret: /info shows it masked.",
+    )
     model_dir: Path | None = Field(
         None, description="A local HF checkpoint directory; wins over MODEL_ID."
     )
@@ -116,6 +122,39 @@ class ServerSettings(BaseModel):
     max_batch_prompts: int = Field(
         1024, gt=0, description="Prompts one /predict list may carry; more is a 413."
     )
+    # 32 MiB: MAX_BATCH_PROMPTS (1024) prompts of MAX_MODEL_LEN (2048) tokens are ~8 MiB of
+    # English (~4 bytes a token) and up to ~24 MiB of CJK text JSON-escaped (a character is a
+    # 6-byte \uXXXX, ~2 characters a token at worst); anything larger cannot be a servable
+    # request. Checked before parsing, so a huge body costs neither memory nor parse time.
+    max_body_bytes: int = Field(
+        32 * 1024 * 1024,
+        gt=0,
+        description="Largest request body in bytes (from Content-Length, or counted as it "
+        "streams); more is a 413 before the body is parsed. The default fits MAX_BATCH_PROMPTS "
+        "prompts of MAX_MODEL_LEN tokens, even JSON-escaped CJK text.",
+    )
+    # 4096: the load test's 1000 concurrent singles plus 10 lists of 100 (2000 prompts) and
+    # the judge's batch mode (lists of at most MAX_BATCH_PROMPTS) fit with room to spare, while
+    # a flood is refused at once: 16x the engine's default batch (MAX_NUM_SEQS 256), so the
+    # engine still has a full batch queued behind the running one at any moment.
+    max_waiting_prompts: int = Field(
+        4096,
+        gt=0,
+        description="Prompts admitted and not yet answered, over all requests (a list of 100 "
+        "counts 100); a request that would go over gets a fast 503 with Retry-After.",
+    )
+    request_timeout: float | None = Field(
+        None,
+        gt=0,
+        description="Seconds a /predict request may take; past it, a 504 and its engine work "
+        "is aborted. Unset: no limit.",
+    )
+    shutdown_grace_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="On SIGTERM, seconds in-flight requests get to finish before the server "
+        "exits (new connections are refused meanwhile).",
+    )
 
 
 # The groups in the order the README lists them.
@@ -159,8 +198,18 @@ class Settings(  # bases in reverse: pydantic orders fields from the last base t
             )
         return self
 
+    @model_validator(mode="after")
+    def _room_for_a_list(self) -> Settings:
+        if self.max_waiting_prompts < self.max_batch_prompts:
+            raise ValueError(
+                f"MAX_WAITING_PROMPTS={self.max_waiting_prompts} is below "
+                f"MAX_BATCH_PROMPTS={self.max_batch_prompts}: a full list could never be admitted"
+            )
+        return self
+
     def public(self) -> dict[str, Any]:
-        """The effective settings as plain JSON values (nothing here is secret)."""
+        """The effective settings as plain JSON values; secrets (SecretStr fields, e.g.
+        MODELSCOPE_API_TOKEN) show as "**********", never their value."""
         return json.loads(self.model_dump_json())
 
 

@@ -1,7 +1,8 @@
 """A small fake engine for fast tests of the HTTP layer: the Engine Protocol without vLLM.
 
 It answers "echo: <prompt>" word by word, counts a word as a token, and can be told to load
-slowly (until a gate opens), to fail at start, to take its time per call, or to die.
+slowly (until a gate opens), to fail at start, to take its time per call (or to wait for a
+gate), or to die. It counts the prompts it holds (`unfinished`) and the calls cancelled.
 `FakeEngineFactory` is an EngineFactory that keeps the engines it built.
 """
 
@@ -40,6 +41,7 @@ class FakeEngine:
         model_dir: Path,
         delay: float = 0.0,
         die_during_generate: bool = False,
+        hold: asyncio.Event | None = None,
     ) -> None:
         self.settings = settings
         self.model_dir = model_dir
@@ -49,6 +51,10 @@ class FakeEngine:
         self.calls: list[Call] = []
         self.killed = False
         self.shut = False
+        self.hold = hold  # generate waits for it to be set (a call that runs until released)
+        self.unfinished = 0  # prompts inside generate now
+        self.cancelled = 0  # generate calls cancelled (what aborts a real engine's work)
+        self.started = asyncio.Event()  # set when a generate call holds its prompts
 
     @property
     def dead(self) -> bool:
@@ -75,8 +81,18 @@ class FakeEngine:
             if words >= self.settings.max_model_len:
                 raise PromptTooLong(index, words, self.settings.max_model_len)
         start = time.perf_counter()
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        self.unfinished += len(prompts)
+        self.started.set()
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            if self.hold is not None:
+                await self.hold.wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        finally:
+            self.unfinished -= len(prompts)
         if self.die_during_generate:
             self.killed = True
             raise RuntimeError("engine core crashed mid-request")

@@ -17,6 +17,7 @@ import uvicorn
 from llmserve.bench.client import Users
 from llmserve.errors import ServerError
 from llmserve.harness.client import post_predict
+from tests.asgi import read_body, send_json
 
 USERS = 8
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -36,12 +37,7 @@ class EchoApp:
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         prompt = json.loads(body)["prompt"]
         self.ports.add(scope["client"][1])
         self.inflight += 1
@@ -53,11 +49,8 @@ class EchoApp:
         finally:
             self.inflight -= 1
         status = 500 if prompt == "fail" else 200
-        answer = json.dumps({"response": prompt.upper()}).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"x-output-tokens", str(len(prompt)).encode())]})
-        await send({"type": "http.response.body", "body": answer})
+        await send_json(send, status, {"response": prompt.upper()},
+                        [(b"x-output-tokens", str(len(prompt)).encode())])
 
 
 @asynccontextmanager

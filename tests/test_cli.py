@@ -249,18 +249,14 @@ def serve_fakes(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     def execve(path: str, argv: list[str], env: dict[str, str]) -> None:
         raise Exec(path, argv, env)
 
-    def run(app: Any, host: str, port: int) -> None:
-        seen["served"] = (app, host, port)
-
-    import uvicorn
+    def serve(settings: Any) -> int:  # uvicorn with the app (serve_command.serve)
+        seen["served"] = (("app", settings), settings.host, settings.port)
+        return 0
 
     import llmserve.engines
 
     monkeypatch.setattr(llmserve.engines, "launch_env", launch_env)
-    app_module = types.ModuleType("llmserve.server.app")
-    app_module.create_app = lambda settings: ("app", settings)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "llmserve.server.app", app_module)
-    monkeypatch.setattr(uvicorn, "run", run)
+    monkeypatch.setattr(serve_command, "serve", serve)
     monkeypatch.setattr(os, "execve", execve)
     for name in ("HOST", "PORT", "LLMSERVE_TEST_PRELOAD", serve_command.REEXEC_MARK):
         monkeypatch.delenv(name, raising=False)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from llmserve.engines.base import ChatMessage, Delta, Engine, Prompt, Sampling
+from llmserve.harness.metadata import cpu_flags, cpu_model
 from llmserve.model import resolve_model_dir
 from llmserve.settings import Settings
 from tests.conftest import TEST_ENV
@@ -74,7 +75,12 @@ def vllm() -> Iterator[Harness]:
 
 def test_is_an_engine(vllm: Harness) -> None:
     assert isinstance(vllm.engine, Engine) and not vllm.engine.dead
-    assert vllm.engine.facts()["chat_template"] is True
+    facts = vllm.engine.facts()
+    assert facts["chat_template"] is True
+    # /info's CPU facts: the model, its flags that matter and why this dtype (the test
+    # settings set DTYPE=float32).
+    assert facts["cpu"] == cpu_model() and facts["cpu_flags"] == cpu_flags()
+    assert facts["dtype"] == "float32" and facts["dtype_choice"] == "float32: set by DTYPE"
 
 
 def test_stream_deltas_add_up_to_generate(vllm: Harness) -> None:

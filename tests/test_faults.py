@@ -1,9 +1,12 @@
-"""Engine faults: a failed start ends the process non-zero; a dead engine means fast 503s."""
+"""Engine faults: a failed start ends the process non-zero; an engine killed under load means
+fast 503s for every request in flight, `/` 503, then the process ends non-zero."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -11,6 +14,7 @@ import pytest
 
 from llmserve.harness.launch import ServerFailed
 from tests.conftest import start_server
+from tests.test_load_faults import LONG_ENV
 
 pytestmark = pytest.mark.engine
 
@@ -32,20 +36,44 @@ def engine_core(server_pid: int) -> psutil.Process:
     raise AssertionError("no EngineCore process under the server")
 
 
-def test_dead_engine_gives_fast_503(tmp_path: Path) -> None:
-    server = start_server(tmp_path, "dying")
+def test_engine_killed_under_load(tmp_path: Path) -> None:
+    """The engine process killed with requests in flight: each of them answers 503 within
+    seconds, `/` turns 503, and then the server exits 1 so that a supervisor restarts it."""
+    server = start_server(tmp_path, "dying", **LONG_ENV)  # answers that outlast the test
+    prompts: list[Any] = [[f"Story {n}:" for n in range(64)], "One", "Two", "Three"]
     try:
-        with httpx.Client(base_url=server.url, timeout=120) as client:
-            assert client.post("/predict", json={"prompt": "Hi"}).status_code == 200
+        with (
+            httpx.Client(base_url=server.url, timeout=120) as client,
+            concurrent.futures.ThreadPoolExecutor(len(prompts)) as pool,
+        ):
+
+            def predict(prompt: Any) -> tuple[int, str, float]:
+                with httpx.Client(base_url=server.url, timeout=120) as own:
+                    response = own.post("/predict", json={"prompt": prompt})
+                return response.status_code, response.text, time.monotonic()
+
+            requests = [pool.submit(predict, prompt) for prompt in prompts]
+            deadline = time.monotonic() + 120
+            while client.get("/info").json()["load"]["engine_unfinished"] < 67:
+                assert time.monotonic() < deadline, "the requests never all reached the engine"
+                time.sleep(0.05)
             engine_core(server.process.pid).kill()
-            # vLLM's monitor notices the death; poll / until it says so (bounded).
-            deadline = time.monotonic() + 60
-            while client.get("/").status_code != 503:
-                assert time.monotonic() < deadline, "/ still healthy 60 s after engine death"
-                time.sleep(0.2)
-            assert client.get("/").json()["status"] == "dead"
+            killed = time.monotonic()
+            # vLLM's monitor notices the death; poll / until it says so (bounded). The server
+            # goes on answering for DEATH_LINGER_S before it stops.
+            while (health := client.get("/")).status_code != 503:
+                assert time.monotonic() < killed + 30, "/ still healthy 30 s after engine death"
+                time.sleep(0.05)
+            assert health.json()["status"] == "dead"
             response = client.post("/predict", json={"prompt": "Hi"}, timeout=10)
             assert response.status_code == 503
             assert "dead" in response.json()["error"]
+            for request in requests:
+                status, text, answered = request.result(timeout=60)
+                assert status == 503 and "dead" in text
+                assert answered - killed < 30, "an in-flight request waited for its 503"
+        code = server.process.process.wait(timeout=60)  # type: ignore[union-attr]
+        assert code == 1
+        assert "the engine died; stopping (exit 1)" in server.log.read_text()
     finally:
         server.process.stop()

@@ -27,6 +27,7 @@ from llmserve.harness.client import (
     predict_sync,
 )
 from llmserve.harness.launch import free_port
+from tests.asgi import read_body, send_json
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -65,21 +66,14 @@ class ScriptedApp:
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         path = scope["path"]
         payload = json.loads(body) if body else None
         self.requests.append((path, payload))
         queued = self.script.get(path)
         answer = queued.pop(0) if queued else self.default(path, payload)
-        headers = [(b"content-type", b"application/json")]
-        headers += [(k.lower().encode(), v.encode()) for k, v in answer.headers.items()]
-        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-        await send({"type": "http.response.body", "body": json.dumps(answer.body).encode()})
+        headers = [(k.lower().encode(), v.encode()) for k, v in answer.headers.items()]
+        await send_json(send, answer.status, answer.body, headers)
 
     def count(self, path: str) -> int:
         return sum(1 for p, _ in self.requests if p == path)

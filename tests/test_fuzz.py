@@ -1,0 +1,543 @@
+"""Property-based fuzzing: no input gets a 5xx, and every error answers {"error": "<string>"}.
+
+Fast part (in-process, a fake engine that refuses what the real tokenizer refuses):
+- schemathesis drives every operation of the app's own OpenAPI schema, valid bodies
+  (positive) and schema-violating ones (negative), checking not_a_server_error,
+  response_schema_conformance and the error shape;
+- raw requests to every endpoint: any method, query, content type and body (random bytes,
+  any JSON, deep nesting, huge numbers, NaN), which a schema-driven fuzzer does not send;
+- prompts of odd text (unpaired surrogates, control characters, noncharacters), which
+  Hypothesis' text strategies leave out by default;
+- explicit bodies: each 5xx found (issue #11) and the body-size limit.
+Real-engine part (`engine`): the same generators, fewer cases, over HTTP against the session
+server, since the real tokenizer is what fails on odd text.
+
+Case counts are the constants below; a longer run: FUZZ_EXAMPLES=20000 (fast part) and
+FUZZ_ENGINE_EXAMPLES=1000 (engine part), e.g.
+`FUZZ_EXAMPLES=20000 .venv/bin/python -m pytest tests/test_fuzz.py -m "not engine"`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+import schemathesis
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import response_schema_conformance
+
+from llmserve.engines.base import Generation, Prompt, Sampling
+from llmserve.server.app import create_app
+from llmserve.server.schema import SURROGATE
+from llmserve.settings import Settings
+from tests.conftest import Server
+from tests.fake_engine import FakeEngine, FakeEngineFactory, prompt_text
+
+# Generated cases per endpoint and generator in CI (the issue asks for at least 1000 per
+# endpoint); FUZZ_EXAMPLES / FUZZ_ENGINE_EXAMPLES raise them for a longer run.
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "1000"))
+ENGINE_EXAMPLES = int(os.environ.get("FUZZ_ENGINE_EXAMPLES", "60"))
+
+ENDPOINTS = [("GET", "/"), ("GET", "/info"), ("POST", "/predict")]
+METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]
+MAX_BATCH_PROMPTS = 8  # small, so that the schema's maxItems and a 413 list are both reached
+MAX_BODY_BYTES = 64 * 1024  # small, so that over-limit bodies are cheap to send
+
+FUZZ_SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,  # a slow case is not a failure here; a 5xx or a wrong shape is
+    database=None,
+    derandomize=True,  # CI sees the same cases on every run
+    suppress_health_check=list(HealthCheck),
+)
+
+
+class TokenizerStrictEngine(FakeEngine):
+    """The fake engine, refusing what the real tokenizer refuses: text that is not valid
+    Unicode (a lone surrogate cannot be encoded; the Rust tokenizer raises TypeError on it).
+    An exception here that the server does not prevent is a 500, as with the real engine."""
+
+    async def generate(
+        self, prompts: Sequence[Prompt], sampling: Sampling | None = None
+    ) -> Generation:
+        for prompt in prompts:
+            prompt_text(prompt).encode("utf-8")  # UnicodeEncodeError on a lone surrogate
+        return await super().generate(prompts, sampling)
+
+
+def fuzz_settings(tmp_path: Path) -> Settings:
+    return Settings(
+        model_dir=tmp_path,
+        max_model_len=1024,
+        max_new_tokens=32,
+        max_batch_prompts=MAX_BATCH_PROMPTS,
+        max_body_bytes=MAX_BODY_BYTES,
+    )
+
+
+def wait_ready(app: FastAPI, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while app.state.service.state.value != "ok":
+        assert time.monotonic() < deadline, "the fake engine never became ready"
+        time.sleep(0.01)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
+    return create_app(fuzz_settings(tmp_path_factory.mktemp("fuzz")), _strict_factory)
+
+
+def _strict_factory(settings_: Settings, model_dir: Path) -> TokenizerStrictEngine:
+    return TokenizerStrictEngine(settings_, model_dir)
+
+
+@pytest.fixture(scope="module")
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        wait_ready(app)
+        yield test_client
+
+
+def assert_error_shape(status: int, body: bytes, method: str = "POST") -> None:
+    """No 5xx but a 503 (which only a loading or dead engine answers, tested as such);
+    every 4xx and 503 body is exactly {"error": "<one line>"}."""
+    assert status < 500 or status == 503, f"server error {status}: {body[:300]!r}"
+    if status >= 400 and method != "HEAD":
+        data = json.loads(body)
+        assert isinstance(data, dict) and set(data) == {"error"}, data
+        assert isinstance(data["error"], str) and data["error"], data
+        assert "\n" not in data["error"], data
+
+
+def error_shape(ctx: Any, response: Any, case: Any) -> bool | None:
+    """A schemathesis check: the documented {"error": string} shape of every error (but for
+    `/`'s 503, the health body a poller reads, which response_schema_conformance checks)."""
+    if case.path == "/" and response.status_code == 503:
+        return None
+    assert_error_shape(response.status_code, response.content, case.method)
+    return None
+
+
+CHECKS = [not_a_server_error, response_schema_conformance, error_shape]
+
+
+# --- strategies ------------------------------------------------------------------------------
+
+# Any code point; lone surrogates (which st.characters leaves out unless asked) and control,
+# format, private-use and unassigned characters are also put into strings on purpose, since
+# Hypothesis draws them too rarely by chance (8 strings in 1000 held a surrogate).
+any_text = st.text(st.characters(codec=None), max_size=40)
+odd_chars = st.one_of(
+    st.characters(codec=None, categories=["Cs"]),
+    st.characters(codec=None, categories=["Cc", "Cf", "Co", "Cn", "Zs", "Zl", "Zp"]),
+)
+
+
+def _insert(text: str, char: str, at: int) -> str:
+    at %= len(text) + 1
+    return text[:at] + char + text[at:]
+
+
+odd_text = st.one_of(any_text, st.builds(_insert, any_text, odd_chars, st.integers(0, 40)))
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    odd_text,
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(odd_text, inner, max_size=5),
+    max_leaves=20,
+)
+
+
+def nested(depth: int, opener: str = "[") -> bytes:
+    closer = {"[": "]", "{": "}"}[opener]
+    if opener == "{":
+        return ('{"a":' * depth + "1" + closer * depth).encode()
+    return (opener * depth + closer * depth).encode()
+
+
+raw_bodies = st.one_of(
+    st.just(b""),
+    st.binary(max_size=200),
+    json_values.map(lambda v: json.dumps(v).encode()),  # NaN and Infinity as Python writes them
+    json_values.map(lambda v: json.dumps({"prompt": v}).encode()),
+    st.integers(1, 5000).map(lambda n: b'{"prompt": ' + nested(n) + b"}"),
+    st.integers(1, 5000).map(lambda n: nested(n, "{")),
+    st.integers(1, 6000).map(lambda n: b'{"prompt": "x", "n": ' + b"9" * n + b"}"),
+    st.integers(MAX_BODY_BYTES - 64, MAX_BODY_BYTES + 64).map(
+        lambda n: b'{"prompt": "' + b"a" * max(n - 14, 0) + b'"}'
+    ),
+    st.sampled_from(["utf-8", "utf-16", "utf-32", "latin-1"]).map(
+        lambda codec: '{"prompt": "héllo"}'.encode(codec)
+    ),
+)
+content_types = st.sampled_from(
+    [None, "application/json", "text/plain", "application/x-www-form-urlencoded", "*/*", "x"]
+)
+queries = st.dictionaries(
+    st.text(st.characters(codec="ascii", exclude_categories=["Cc"]), max_size=8),
+    st.text(st.characters(codec="utf-8"), max_size=8),  # a URL cannot carry a surrogate
+    max_size=3,
+)
+prompts = st.one_of(odd_text, st.lists(odd_text, min_size=0, max_size=MAX_BATCH_PROMPTS + 2))
+
+
+def expected_for(prompt: Any) -> tuple[int, str | None]:
+    """The status (and message) parse_predict's rules give a `prompt` of odd text."""
+    items = [prompt] if isinstance(prompt, str) else prompt
+    if not items:
+        return 422, "prompt is an empty list"
+    if len(items) > MAX_BATCH_PROMPTS:
+        return 413, None
+    for index, item in enumerate(items):
+        field = "prompt" if isinstance(prompt, str) else f"prompt[{index}]"
+        if not item.strip():
+            return 422, f"{field} is empty"
+        match = SURROGATE.search(item)
+        if match:
+            return 422, f"{field} has an unpaired surrogate at position {match.start()}"
+    return 200, None
+
+
+# --- fast: in-process, fake engine -----------------------------------------------------------
+
+
+def operations(app: FastAPI) -> list[Any]:
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    return [result.ok() for result in schema.get_all_operations()]
+
+
+def test_the_schema_declares_the_predict_body_and_error_shapes(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    prompt = body["schema"]["properties"]["prompt"]
+    assert body["schema"]["required"] == ["prompt"]
+    assert prompt["oneOf"][1]["maxItems"] == MAX_BATCH_PROMPTS
+    for path, method in [("/", "get"), ("/info", "get"), ("/predict", "post")]:
+        responses = spec["paths"][path][method]["responses"]
+        statuses = ("400", "413", "422", "503", "504") if path == "/predict" else ("413",)
+        for status in ("404", "405", *statuses):
+            schema = responses[status]["content"]["application/json"]["schema"]
+            assert schema["required"] == ["error"], (path, status)
+    health = spec["paths"]["/"]["get"]["responses"]["503"]["content"]["application/json"]
+    assert health["schema"]["required"] == ["status", "model"]  # what a poller reads
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_schemathesis_predict(app: FastAPI, client: TestClient, mode: GenerationMode) -> None:
+    """Every operation with inputs (/predict) from its schema: valid and invalid bodies."""
+    (operation,) = [op for op in operations(app) if op.path == "/predict"]
+    statuses: dict[int, int] = {}
+
+    @FUZZ_SETTINGS
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def run(case: Any) -> None:
+        response = case.call()
+        statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+        case.validate_response(response, checks=CHECKS)
+
+    run()
+    assert sum(statuses.values()) >= EXAMPLES * 0.9, statuses  # Hypothesis ran them all
+    assert not [s for s in statuses if s >= 500], statuses
+    if mode is GenerationMode.POSITIVE:
+        assert set(statuses) == {200}, statuses  # a body the schema allows is served
+    else:
+        assert set(statuses) <= {400, 413, 422}, statuses
+
+
+def test_schemathesis_parameterless_operations(app: FastAPI, client: TestClient) -> None:
+    """GET / and GET /info take no input: the schema gives one case each (the raw fuzzing
+    below sends them everything else)."""
+    for operation in operations(app):
+        if operation.path == "/predict":
+            continue
+        case = operation.Case()
+        response = case.call()
+        assert response.status_code == 200
+        case.validate_response(response, checks=CHECKS)
+
+
+def test_every_operation_conforms_while_the_engine_loads(tmp_path: Path) -> None:
+    """While loading: `/` answers its documented 503 body, /predict its 503 error."""
+    gate = threading.Event()
+    app = create_app(fuzz_settings(tmp_path), FakeEngineFactory(gate=gate))
+    try:
+        statuses = {}
+        for operation in operations(app):
+            body = {"body": {"prompt": "hi"}} if operation.path == "/predict" else {}
+            case = operation.Case(**body)
+            response = case.call()
+            statuses[operation.path] = response.status_code
+            # not_a_server_error left out: a 503 while loading is the documented answer
+            case.validate_response(response, checks=[response_schema_conformance, error_shape])
+        assert statuses == {"/": 503, "/info": 200, "/predict": 503}
+    finally:
+        gate.set()  # the loader thread ends
+
+
+@pytest.mark.parametrize(("method", "path"), [*ENDPOINTS, ("GET", "/no-such-path")])
+def test_any_request_to_every_endpoint(client: TestClient, method: str, path: str) -> None:
+    """Any method, query, content type and body to each endpoint: never a 5xx, every error
+    in the documented shape."""
+    statuses: dict[int, int] = {}
+
+    @FUZZ_SETTINGS
+    @given(
+        method=st.sampled_from(METHODS) | st.just(method),
+        query=queries,
+        content_type=content_types,
+        body=raw_bodies,
+    )
+    def run(method: str, query: dict[str, str], content_type: str | None, body: bytes) -> None:
+        headers = {"content-type": content_type} if content_type else {}
+        response = client.request(method, path, params=query, headers=headers, content=body)
+        statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+        assert_error_shape(response.status_code, response.content, method)
+        if len(body) > MAX_BODY_BYTES:
+            assert response.status_code == 413, response.text
+
+    run()
+    assert sum(statuses.values()) == EXAMPLES, statuses
+    assert not [s for s in statuses if s >= 500], statuses
+
+
+def test_odd_text_prompts(client: TestClient) -> None:
+    """Prompts of any code points, as JSON escapes (how a client sends a lone surrogate):
+    exactly the rules' status and message; a prompt the rules accept is answered."""
+    statuses: dict[int, int] = {}
+
+    @FUZZ_SETTINGS
+    @given(prompt=prompts)
+    def run(prompt: Any) -> None:
+        response = client.post("/predict", content=json.dumps({"prompt": prompt}).encode())
+        statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+        assert_error_shape(response.status_code, response.content)
+        status, message = expected_for(prompt)
+        assert response.status_code == status, (prompt, response.text)
+        if message is not None:
+            assert response.json() == {"error": message}
+        surrogates[0] += bool(message and "surrogate" in message)
+
+    surrogates = [0]
+    run()
+    assert sum(statuses.values()) == EXAMPLES, statuses
+    assert statuses.get(422) and statuses.get(200), statuses  # both kinds were reached
+    assert surrogates[0] > EXAMPLES // 10, surrogates  # and lone surrogates, often
+
+
+# Each a 500 with a traceback before issue #11's fixes (the first three from the real server,
+# the last with a strict tokenizer), now a 4xx naming the problem.
+EXPLICIT_BODIES = [
+    (b'{"prompt": "ab\\ud800"}', 422, "prompt has an unpaired surrogate at position 2"),
+    (
+        b'{"prompt": ["ok", "x", "y", "abcde\\udc00"]}',
+        422,
+        "prompt[3] has an unpaired surrogate at position 5",
+    ),
+    (b'{"prompt": "\\udbff\\udbff"}', 422, "prompt has an unpaired surrogate at position 0"),
+    (
+        b'{"prompt": ' + nested(20_000) + b"}",
+        400,
+        "body is not valid JSON: nested too deeply (about 1000 levels at most)",
+    ),
+    (nested(5_000, "{"), 400, "body is not valid JSON: nested too deeply"),
+    (
+        b'{"prompt": "hi", "n": ' + b"9" * 5000 + b"}",
+        400,
+        "body is not valid JSON: a number has 5000 digits; at most 4300",
+    ),
+    (b'{"prompt": -' + b"1" * 5000 + b"}", 400, "a number has 5000 digits"),
+    (b'{"prompt": NaN}', 400, "body is not valid JSON: NaN is not a JSON value"),
+    (b'{"prompt": "hi", "t": -Infinity}', 400, "-Infinity is not a JSON value"),
+    (b'{"prompt": "caf\xe9"}', 400, "body is not valid JSON"),  # latin-1, not UTF-8
+    (b'{"prompt": "a\x01"}', 400, "Invalid control character"),  # raw, unescaped
+]
+
+
+@pytest.mark.parametrize(("body", "status", "words"), EXPLICIT_BODIES)
+def test_explicit_bad_bodies(client: TestClient, body: bytes, status: int, words: str) -> None:
+    response = client.post("/predict", content=body)
+    assert response.status_code == status, response.text
+    assert words in response.json()["error"]
+    assert_error_shape(response.status_code, response.content)
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    ["a\x00b", "\x00", "\x1b[31mred\x7f", "\ufffe\uffff\U0010ffff", "\u200b\u202e", "😀 pair"],
+)
+def test_control_characters_and_noncharacters_are_served(client: TestClient, prompt: str) -> None:
+    """Text a tokenizer encodes (SmolLM2's encodes all of these) is a prompt like any other."""
+    response = client.post("/predict", content=json.dumps({"prompt": prompt}).encode())
+    assert response.status_code == 200, response.text
+    assert response.json() == {"response": " ".join(f"echo: {prompt}".split())}
+
+
+def test_body_limit_from_content_length(client: TestClient) -> None:
+    body = b'{"prompt": "' + b"a" * MAX_BODY_BYTES + b'"}'
+    response = client.post("/predict", content=body)
+    assert response.status_code == 413
+    assert response.json() == {
+        "error": f"request body is too large: {len(body)} bytes; at most {MAX_BODY_BYTES} "
+        "(MAX_BODY_BYTES)"
+    }
+    assert client.request("GET", "/info", content=body).status_code == 413  # every route
+
+
+def test_body_limit_counted_while_streaming(client: TestClient) -> None:
+    """No Content-Length (chunked): the bytes are counted as they arrive."""
+    chunks = [b'{"prompt": "', *[b"a" * 4096] * (MAX_BODY_BYTES // 4096 + 1), b'"}']
+    response = client.post("/predict", content=iter(chunks))
+    assert response.status_code == 413
+    assert response.json() == {
+        "error": f"request body is too large: over {MAX_BODY_BYTES} bytes; at most "
+        f"{MAX_BODY_BYTES} (MAX_BODY_BYTES)"
+    }
+    just_fits = b'{"prompt": "' + b"a" * (MAX_BODY_BYTES - 14) + b'"}'
+    assert len(just_fits) == MAX_BODY_BYTES
+    assert client.post("/predict", content=iter([just_fits])).status_code == 200
+
+
+def test_framework_errors_answer_in_our_shape(client: TestClient) -> None:
+    response = client.get("/no-such-path")
+    assert response.status_code == 404
+    assert response.json() == {"error": "no such path: /no-such-path"}
+    response = client.delete("/predict")
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+    assert response.json() == {"error": "method DELETE is not allowed on /predict"}
+
+
+def test_validation_errors_answer_in_our_shape(tmp_path: Path) -> None:
+    """A RequestValidationError (no route raises one today; a typed parameter would)."""
+    app = create_app(fuzz_settings(tmp_path), engine_factory=_strict_factory)
+
+    @app.get("/typed")
+    async def typed(n: int) -> dict[str, int]:
+        return {"n": n}
+
+    with TestClient(app) as test_client:
+        response = test_client.get("/typed", params={"n": "x"})
+    assert response.status_code == 422
+    assert response.json() == {
+        "error": "query.n: Input should be a valid integer, unable to parse string as an integer"
+    }
+
+
+# --- engine: the real tokenizer over real HTTP -----------------------------------------------
+
+ENGINE_SETTINGS = settings(
+    max_examples=ENGINE_EXAMPLES,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+)
+
+
+def log_errors(server: Server, offset: int) -> list[str]:
+    """Tracebacks the server logged after `offset` (an unhandled exception in a request)."""
+    text = server.log.read_text(errors="replace")[offset:]
+    return re.findall(r"Exception in ASGI application|Traceback \(most recent call last\)", text)
+
+
+@pytest.mark.engine
+def test_engine_schemathesis_and_odd_text(server: Server) -> None:
+    """The real engine's tokenizer behind /predict: schema-driven bodies (valid and invalid)
+    and odd-text prompts, ENGINE_EXAMPLES each; no 5xx, no traceback in the log."""
+    offset = len(server.log.read_text(errors="replace"))
+    with server.client() as http:
+        spec = http.get("/openapi.json").json()
+        schema = schemathesis.openapi.from_dict(spec)
+        (operation,) = [
+            result.ok()
+            for result in schema.get_all_operations()
+            if result.ok().path == "/predict"
+        ]
+        statuses: dict[int, int] = {}
+
+        @ENGINE_SETTINGS
+        @given(
+            case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE)
+            | operation.as_strategy(generation_mode=GenerationMode.NEGATIVE)
+        )
+        def run_schema(case: Any) -> None:
+            response = case.call(base_url=server.url, timeout=300)
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            case.validate_response(response, checks=CHECKS)
+
+        run_schema()
+
+        max_prompts = spec["paths"]["/predict"]["post"]["requestBody"]["content"][
+            "application/json"
+        ]["schema"]["properties"]["prompt"]["oneOf"][1]["maxItems"]
+        odd: dict[int, int] = {}
+
+        @ENGINE_SETTINGS
+        @given(prompt=st.one_of(odd_text, st.lists(odd_text, min_size=1, max_size=4)))
+        def run_odd(prompt: Any) -> None:
+            response = http.post("/predict", content=json.dumps({"prompt": prompt}).encode())
+            odd[response.status_code] = odd.get(response.status_code, 0) + 1
+            assert_error_shape(response.status_code, response.content)
+            status, message = expected_for(prompt)
+            assert response.status_code == status, (prompt, response.text)
+            if message is not None:
+                assert response.json() == {"error": message}
+
+        assert max_prompts >= 4
+        run_odd()
+        for body, status, words in EXPLICIT_BODIES:
+            response = http.post("/predict", content=body)
+            assert response.status_code == status, (body[:60], response.text)
+            assert words in response.json()["error"]
+        assert http.post("/predict", json={"prompt": "hi"}).status_code == 200
+    assert not [s for s in [*statuses, *odd] if s >= 500], (statuses, odd)
+    assert sum(statuses.values()) >= ENGINE_EXAMPLES * 0.9 and sum(odd.values()) == ENGINE_EXAMPLES
+    assert log_errors(server, offset) == []
+
+
+@pytest.mark.engine
+def test_engine_body_limit_refused_before_the_body_is_read(server: Server) -> None:
+    """A Content-Length over MAX_BODY_BYTES (the default here) is answered 413 at once: the
+    server does not wait for, nor read, the body it announced."""
+    with server.client() as http:
+        limit = http.get("/info").json()["settings"]["max_body_bytes"]
+    address = urlsplit(server.url)
+    with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {limit + 1}\r\n\r\n".encode()
+            + b'{"prompt": "'  # and nothing more: the server must not wait for the rest
+        )
+        reply = b""
+        while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413"), reply[:200]
+    assert json.loads(body) == {
+        "error": f"request body is too large: {limit + 1} bytes; at most {limit} "
+        "(MAX_BODY_BYTES)"
+    }
+    with httpx.Client(base_url=server.url, timeout=300) as http:  # the server still serves
+        assert http.post("/predict", json={"prompt": "hi"}).status_code == 200

@@ -1,0 +1,111 @@
+"""Load and faults with the real engine, on one server of its own whose every answer is long
+(IGNORE_EOS, MAX_NEW_TOKENS below): a client that disconnects, with one prompt or a list of
+256, leaves no request in the engine (vLLM's own count, in /info) long before its generation
+could have ended; SIGTERM drains an in-flight request (200) and the process exits 0. The fast
+proofs of the same HTTP behaviour, and of admission and timeouts, are tests/test_admission.py;
+the engine killed under load is tests/test_faults.py."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from tests.conftest import Server, start_server
+
+pytestmark = pytest.mark.engine
+
+# Every request generates MAX_NEW_TOKENS tokens: for one prompt alone, tens of seconds on a
+# 2-core CPU in float32 and several on a GPU, far longer than ABORT_BOUND_S.
+LONG_ENV = {
+    "IGNORE_EOS": "1",
+    "MAX_NEW_TOKENS": "512",
+    "MAX_BATCH_PROMPTS": "256",
+    "SHUTDOWN_GRACE_SECONDS": "300",
+}
+ABORT_BOUND_S = 5.0  # after the disconnect, the engine must hold nothing within this
+
+
+@pytest.fixture(scope="module")
+def long_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_server(tmp_path_factory.mktemp("long"), "long", **LONG_ENV)
+    try:
+        yield server
+    finally:
+        server.process.stop()
+
+
+def engine_unfinished(client: httpx.Client) -> int:
+    return int(client.get("/info").json()["load"]["engine_unfinished"])
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float) -> float:
+    """Poll (bounded) until `condition()`; returns the seconds it took."""
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < timeout, f"no {what} within {timeout:.0f} s"
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def send_predict(url: str, prompt: Any) -> socket.socket:
+    """POST /predict on a raw connection and return it unread: closing it is a disconnect."""
+    address = urlsplit(url)
+    body = json.dumps({"prompt": prompt}).encode()
+    connection = socket.create_connection((address.hostname, address.port))
+    head = (
+        f"POST /predict HTTP/1.1\r\nHost: {address.netloc}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    connection.sendall(head.encode() + body)
+    return connection
+
+
+@pytest.mark.parametrize("count", [1, 256])
+def test_disconnect_aborts_the_engine_work(long_server: Server, count: int) -> None:
+    prompt: Any = "Tell me a long story." if count == 1 else [f"Story {n}:" for n in range(count)]
+    with long_server.client(timeout=30) as info:
+        assert engine_unfinished(info) == 0
+        connection = send_predict(long_server.url, prompt)
+        try:
+            wait_for(lambda: engine_unfinished(info) == count, "prompts in the engine", 120)
+        finally:
+            connection.close()  # the client goes away, its request unanswered
+        seconds = wait_for(lambda: engine_unfinished(info) == 0, "abort", ABORT_BOUND_S)
+        assert info.get("/info").json()["load"]["waiting_prompts"] == 0
+        print(f"{count} prompt(s): engine empty {seconds:.2f} s after the disconnect")
+
+
+def test_sigterm_drains_in_flight_requests_then_exits_0(long_server: Server) -> None:
+    """Last in this module: it ends the server."""
+    process = long_server.process.process
+    assert process is not None
+    with (
+        httpx.Client(base_url=long_server.url, timeout=600) as client,
+        concurrent.futures.ThreadPoolExecutor(1) as pool,
+    ):
+        request = pool.submit(client.post, "/predict", json={"prompt": "Count to a thousand."})
+        wait_for(lambda: engine_unfinished(client) == 1, "the request in the engine", 120)
+        os.kill(process.pid, signal.SIGTERM)  # the group leader only, as `docker stop` does
+        response = request.result(timeout=300)
+    assert response.status_code == 200
+    assert response.headers["X-Output-Tokens"] == "512"  # answered in full
+    print(f"drained: {float(response.headers['X-Engine-Seconds']):.1f} s of generation")
+    try:
+        code = process.wait(timeout=60)  # the engine's shutdown, once the request is drained
+    except subprocess.TimeoutExpired:
+        pytest.fail("the server did not exit within 60 s of draining")
+    assert code == 0
+    log = Path(long_server.log).read_text()
+    assert "Waiting for connections to close" in log  # uvicorn drained a live request
