@@ -357,9 +357,9 @@ EXPLICIT_BODIES = [
     (
         b'{"prompt": ' + nested(20_000) + b"}",
         400,
-        "body is not valid JSON: nested too deeply (about 1000 levels at most)",
+        "body is not valid JSON: nested 20001 levels deep; at most 512",
     ),
-    (nested(5_000, "{"), 400, "body is not valid JSON: nested too deeply"),
+    (nested(5_000, "{"), 400, "body is not valid JSON: nested 5000 levels deep; at most 512"),
     (
         b'{"prompt": "hi", "n": ' + b"9" * 5000 + b"}",
         400,

@@ -53,7 +53,7 @@ def test_bad_bodies(body: object, status: int, words: str) -> None:
         (b'{"prompt": ["a", "b", "c", "xyzab\\udfff"]}', 422,
          "prompt[3] has an unpaired surrogate at position 5"),
         (b'{"prompt": ' + b"[" * 5000 + b"]" * 5000 + b"}", 400,
-         "body is not valid JSON: nested too deeply (about 1000 levels at most)"),
+         "body is not valid JSON: nested 5001 levels deep; at most 512"),
         (b'{"prompt": "a", "n": ' + b"7" * 4301 + b"}", 400,
          "body is not valid JSON: a number has 4301 digits; at most 4300"),
         (b'{"prompt": NaN}', 400, "body is not valid JSON: NaN is not a JSON value"),

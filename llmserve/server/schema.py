@@ -12,11 +12,18 @@ from typing import Any
 # 500 with a traceback from /predict before it was checked here (issue #11):
 # - a lone surrogate ("\ud800" escaped in the JSON): the Rust tokenizer raises TypeError and a
 #   str holding one cannot be encoded to UTF-8 (a JSON answer echoing it fails the same way);
-# - nesting deeper than the C parser's recursion limit (about 1000 levels): RecursionError;
+# - nesting deeper than the C parser's recursion limit (about 1000 levels): RecursionError.
+#   Refused before parsing (MAX_DEPTH): a RecursionError raised inside CPython 3.11's C code
+#   leaves the interpreter's recursion counter off, and the next ast.parse in the process
+#   failed with "SystemError: AST constructor recursion depth mismatch" (seen in CI);
 # - an integer of more than sys.get_int_max_str_digits() digits (4300): ValueError.
 # Control characters (NUL, ESC, DEL...) are not refused: the model's tokenizer encodes them
 # (checked on SmolLM2's), so they are text like any other.
 SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads joins a valid pair into one character
+MAX_DEPTH = 512  # nesting levels a body may have (a /predict body needs 2); the C parser
+# raises RecursionError near 1000 minus the stack already in use
+JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+BRACKET = re.compile(r"[\[\]{}]")
 
 
 class BadRequest(ValueError):
@@ -61,12 +68,28 @@ def _parse_constant(name: str) -> Any:
     raise _Refused(f"{name} is not a JSON value")
 
 
+def _depth(text: str) -> int:
+    """How deep arrays and objects nest in `text` (brackets inside strings do not count).
+    Scans only a text with more brackets than MAX_DEPTH: any other is shallow enough."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return 0
+    depth = deepest = 0
+    for bracket in BRACKET.findall(JSON_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
 def load_json(body: bytes) -> Any:
     """The body's JSON value, or BadRequest (400) naming what is not JSON about it: malformed
     text, bytes that are not UTF-8 (or UTF-16/32, which json.loads detects), nesting too deep,
     a number too long to convert, NaN or Infinity."""
     try:
-        return json.loads(body, parse_int=_parse_int, parse_constant=_parse_constant)
+        text = body.decode(json.detect_encoding(body))
+        depth = _depth(text)
+        if depth > MAX_DEPTH:
+            raise _Refused(f"nested {depth} levels deep; at most {MAX_DEPTH}")
+        return json.loads(text, parse_int=_parse_int, parse_constant=_parse_constant)
     except _Refused as error:
         raise BadRequest(f"body is not valid JSON: {error}") from None
     except RecursionError:
