@@ -14,6 +14,7 @@ import pytest
 from llmserve import cli, envdoc
 from llmserve.paths import GSM8K_TEST
 from llmserve.settings import Settings
+from tests.test_cli import SHIMS
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = {name.upper() for name in Settings.model_fields}
@@ -103,13 +104,6 @@ def test_gsm8k_ships_with_its_licence() -> None:
         assert not dockerignored(path), path
 
 
-SHIMS = {
-    "bench.py": "bench",
-    "eval_local.py": "judge",
-    "quantize.py": "quantize",
-    "auto_tune.py": "tune",
-    "download_model.py": "download",
-}
 
 
 @pytest.mark.parametrize("name", sorted(SHIMS))
