@@ -11,6 +11,18 @@ import httpx
 import pytest
 
 from llmserve.harness.launch import ServerProcess, start_service
+from llmserve.harness.metadata import hardware
+
+def pytest_report_header() -> list[str]:
+    """The machine in the session header, so that a CI log says which CPU ran the tests (the
+    CPU of this machine kind varies, and with it the dtype and the kernels vLLM has)."""
+    machine = hardware()
+    return [
+        f"cpu: {machine['cpu']}, {machine['usable_cpus']} usable of {machine['cpu_count']}, "
+        f"{machine['memory_gib']} GiB",
+        f"cpu flags: {' '.join(machine['cpu_flags'])}",
+    ]
+
 
 # Test engines start eager (no torch.compile) and small: start-up time dominates the suite.
 # float32 because greedy answers in bf16 change with the batch they run in (kernel numerics,

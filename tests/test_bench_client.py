@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from llmserve.bench.client import Users
 from llmserve.errors import ServerError
 from llmserve.harness.client import post_predict
-from tests.asgi import read_body, send_json
+from tests.asgi import read_body, send_json, serving
 
 USERS = 8
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -51,23 +48,6 @@ class EchoApp:
         status = 500 if prompt == "fail" else 200
         await send_json(send, status, {"response": prompt.upper()},
                         [(b"x-output-tokens", str(len(prompt)).encode())])
-
-
-@asynccontextmanager
-async def serving(app: EchoApp) -> AsyncIterator[str]:
-    # A socket bound and listening before the server task starts: clients may connect at
-    # once (the backlog holds them), no waiting for start-up.
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 def test_users_answer_in_order_with_c_in_flight() -> None:

@@ -1,6 +1,7 @@
 """Property-based fuzzing: no input gets a 5xx, and every error answers {"error": "<string>"}.
 
-Fast part (in-process, a fake engine that refuses what the real tokenizer refuses):
+Fast part (the app over a fake engine that refuses what the real tokenizer refuses, served by
+uvicorn on a free port in a thread: real HTTP, one lifespan, no in-process ASGI client):
 - schemathesis drives every operation of the app's own OpenAPI schema, valid bodies
   (positive) and schema-violating ones (negative), checking not_a_server_error,
   response_schema_conformance and the error shape;
@@ -26,6 +27,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,7 +36,6 @@ import httpx
 import pytest
 import schemathesis
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -45,6 +46,7 @@ from llmserve.engines.base import Generation, Prompt, Sampling
 from llmserve.server.app import create_app
 from llmserve.server.schema import SURROGATE
 from llmserve.settings import Settings
+from tests.asgi import serve_in_thread
 from tests.conftest import Server
 from tests.fake_engine import FakeEngine, FakeEngineFactory, prompt_text
 
@@ -97,6 +99,16 @@ def wait_ready(app: FastAPI, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
+@contextmanager
+def http_client(app: FastAPI, ready: bool = True) -> Iterator[httpx.Client]:
+    """An httpx client of `app` served by uvicorn (its lifespan loads the fake engine once);
+    waits for the engine to be ready unless `ready` is False."""
+    with serve_in_thread(app, lifespan="on") as url, httpx.Client(base_url=url, timeout=60) as http:
+        if ready:
+            wait_ready(app)
+        yield http
+
+
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
     return create_app(fuzz_settings(tmp_path_factory.mktemp("fuzz")), _strict_factory)
@@ -107,10 +119,9 @@ def _strict_factory(settings_: Settings, model_dir: Path) -> TokenizerStrictEngi
 
 
 @pytest.fixture(scope="module")
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app, raise_server_exceptions=False) as test_client:
-        wait_ready(app)
-        yield test_client
+def client(app: FastAPI) -> Iterator[httpx.Client]:
+    with http_client(app) as http:
+        yield http
 
 
 def assert_error_shape(status: int, body: bytes, method: str = "POST") -> None:
@@ -221,12 +232,17 @@ def expected_for(prompt: Any) -> tuple[int, str | None]:
 # --- fast: in-process, fake engine -----------------------------------------------------------
 
 
-def operations(app: FastAPI) -> list[Any]:
-    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+def operations(client: httpx.Client) -> list[Any]:
+    """The operations of the served schema; their cases are sent with `call(client)`."""
+    schema = schemathesis.openapi.from_dict(client.get("/openapi.json").json())
     return [result.ok() for result in schema.get_all_operations()]
 
 
-def test_the_schema_declares_the_predict_body_and_error_shapes(client: TestClient) -> None:
+def call(case: Any, client: httpx.Client) -> Any:
+    return case.call(base_url=str(client.base_url), timeout=60)
+
+
+def test_the_schema_declares_the_predict_body_and_error_shapes(client: httpx.Client) -> None:
     spec = client.get("/openapi.json").json()
     body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
     prompt = body["schema"]["properties"]["prompt"]
@@ -243,15 +259,15 @@ def test_the_schema_declares_the_predict_body_and_error_shapes(client: TestClien
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-def test_schemathesis_predict(app: FastAPI, client: TestClient, mode: GenerationMode) -> None:
+def test_schemathesis_predict(client: httpx.Client, mode: GenerationMode) -> None:
     """Every operation with inputs (/predict) from its schema: valid and invalid bodies."""
-    (operation,) = [op for op in operations(app) if op.path == "/predict"]
+    (operation,) = [op for op in operations(client) if op.path == "/predict"]
     statuses: dict[int, int] = {}
 
     @FUZZ_SETTINGS
     @given(case=operation.as_strategy(generation_mode=mode))
     def run(case: Any) -> None:
-        response = case.call()
+        response = call(case, client)
         statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
         case.validate_response(response, checks=CHECKS)
 
@@ -264,14 +280,14 @@ def test_schemathesis_predict(app: FastAPI, client: TestClient, mode: Generation
         assert set(statuses) <= {400, 413, 422}, statuses
 
 
-def test_schemathesis_parameterless_operations(app: FastAPI, client: TestClient) -> None:
+def test_schemathesis_parameterless_operations(client: httpx.Client) -> None:
     """GET / and GET /info take no input: the schema gives one case each (the raw fuzzing
     below sends them everything else)."""
-    for operation in operations(app):
+    for operation in operations(client):
         if operation.path == "/predict":
             continue
         case = operation.Case()
-        response = case.call()
+        response = call(case, client)
         assert response.status_code == 200
         case.validate_response(response, checks=CHECKS)
 
@@ -280,22 +296,24 @@ def test_every_operation_conforms_while_the_engine_loads(tmp_path: Path) -> None
     """While loading: `/` answers its documented 503 body, /predict its 503 error."""
     gate = threading.Event()
     app = create_app(fuzz_settings(tmp_path), FakeEngineFactory(gate=gate))
-    try:
-        statuses = {}
-        for operation in operations(app):
-            body = {"body": {"prompt": "hi"}} if operation.path == "/predict" else {}
-            case = operation.Case(**body)
-            response = case.call()
-            statuses[operation.path] = response.status_code
-            # not_a_server_error left out: a 503 while loading is the documented answer
-            case.validate_response(response, checks=[response_schema_conformance, error_shape])
-        assert statuses == {"/": 503, "/info": 200, "/predict": 503}
-    finally:
-        gate.set()  # the loader thread ends
+    with http_client(app, ready=False) as http:
+        try:
+            statuses = {}
+            for operation in operations(http):
+                body = {"body": {"prompt": "hi"}} if operation.path == "/predict" else {}
+                case = operation.Case(**body)
+                response = call(case, http)
+                statuses[operation.path] = response.status_code
+                # not_a_server_error left out: a 503 while loading is the documented answer
+                checks = [response_schema_conformance, error_shape]
+                case.validate_response(response, checks=checks)
+            assert statuses == {"/": 503, "/info": 200, "/predict": 503}
+        finally:
+            gate.set()  # the loader thread ends before the server stops
 
 
 @pytest.mark.parametrize(("method", "path"), [*ENDPOINTS, ("GET", "/no-such-path")])
-def test_any_request_to_every_endpoint(client: TestClient, method: str, path: str) -> None:
+def test_any_request_to_every_endpoint(client: httpx.Client, method: str, path: str) -> None:
     """Any method, query, content type and body to each endpoint: never a 5xx, every error
     in the documented shape."""
     statuses: dict[int, int] = {}
@@ -320,7 +338,7 @@ def test_any_request_to_every_endpoint(client: TestClient, method: str, path: st
     assert not [s for s in statuses if s >= 500], statuses
 
 
-def test_odd_text_prompts(client: TestClient) -> None:
+def test_odd_text_prompts(client: httpx.Client) -> None:
     """Prompts of any code points, as JSON escapes (how a client sends a lone surrogate):
     exactly the rules' status and message; a prompt the rules accept is answered."""
     statuses: dict[int, int] = {}
@@ -374,7 +392,7 @@ EXPLICIT_BODIES = [
 
 
 @pytest.mark.parametrize(("body", "status", "words"), EXPLICIT_BODIES)
-def test_explicit_bad_bodies(client: TestClient, body: bytes, status: int, words: str) -> None:
+def test_explicit_bad_bodies(client: httpx.Client, body: bytes, status: int, words: str) -> None:
     response = client.post("/predict", content=body)
     assert response.status_code == status, response.text
     assert words in response.json()["error"]
@@ -385,14 +403,14 @@ def test_explicit_bad_bodies(client: TestClient, body: bytes, status: int, words
     "prompt",
     ["a\x00b", "\x00", "\x1b[31mred\x7f", "\ufffe\uffff\U0010ffff", "\u200b\u202e", "😀 pair"],
 )
-def test_control_characters_and_noncharacters_are_served(client: TestClient, prompt: str) -> None:
+def test_control_characters_and_noncharacters_are_served(client: httpx.Client, prompt: str) -> None:
     """Text a tokenizer encodes (SmolLM2's encodes all of these) is a prompt like any other."""
     response = client.post("/predict", content=json.dumps({"prompt": prompt}).encode())
     assert response.status_code == 200, response.text
     assert response.json() == {"response": " ".join(f"echo: {prompt}".split())}
 
 
-def test_body_limit_from_content_length(client: TestClient) -> None:
+def test_body_limit_from_content_length(client: httpx.Client) -> None:
     body = b'{"prompt": "' + b"a" * MAX_BODY_BYTES + b'"}'
     response = client.post("/predict", content=body)
     assert response.status_code == 413
@@ -403,7 +421,7 @@ def test_body_limit_from_content_length(client: TestClient) -> None:
     assert client.request("GET", "/info", content=body).status_code == 413  # every route
 
 
-def test_body_limit_counted_while_streaming(client: TestClient) -> None:
+def test_body_limit_counted_while_streaming(client: httpx.Client) -> None:
     """No Content-Length (chunked): the bytes are counted as they arrive."""
     chunks = [b'{"prompt": "', *[b"a" * 4096] * (MAX_BODY_BYTES // 4096 + 1), b'"}']
     response = client.post("/predict", content=iter(chunks))
@@ -417,7 +435,7 @@ def test_body_limit_counted_while_streaming(client: TestClient) -> None:
     assert client.post("/predict", content=iter([just_fits])).status_code == 200
 
 
-def test_framework_errors_answer_in_our_shape(client: TestClient) -> None:
+def test_framework_errors_answer_in_our_shape(client: httpx.Client) -> None:
     response = client.get("/no-such-path")
     assert response.status_code == 404
     assert response.json() == {"error": "no such path: /no-such-path"}
@@ -434,8 +452,8 @@ def test_validation_errors_answer_in_our_shape(tmp_path: Path) -> None:
     async def typed(n: int) -> dict[str, int]:
         return {"n": n}
 
-    with TestClient(app) as test_client:
-        response = test_client.get("/typed", params={"n": "x"})
+    with http_client(app) as http:
+        response = http.get("/typed", params={"n": "x"})
     assert response.status_code == 422
     assert response.json() == {
         "error": "query.n: Input should be a valid integer, unable to parse string as an integer"

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from llmserve.errors import ExitCode, ServerError
 from llmserve.harness.client import (
@@ -27,7 +24,7 @@ from llmserve.harness.client import (
     predict_sync,
 )
 from llmserve.harness.launch import free_port
-from tests.asgi import read_body, send_json
+from tests.asgi import read_body, send_json, serve_in_thread
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -83,18 +80,8 @@ class ScriptedApp:
 def app() -> Iterator[tuple[ScriptedApp, str]]:
     """The app served by uvicorn in a thread (so blocking calls work too); yields its URL."""
     scripted = ScriptedApp()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)  # listening before the server starts: clients may connect at once
-    server = uvicorn.Server(uvicorn.Config(scripted, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        yield scripted, f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with serve_in_thread(scripted) as url:
+        yield scripted, url
 
 
 def client(url: str, retries: int = 3, **kwargs: Any) -> ServiceClient:

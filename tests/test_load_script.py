@@ -8,19 +8,15 @@ requests. The engine test runs it, small, against the session's real float32 ser
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from llmserve import load
 from llmserve.errors import ExitCode
-from tests.asgi import read_body, send_json
+from tests.asgi import read_body, send_json, serve_in_thread
 from tests.conftest import Server
 
 
@@ -55,22 +51,8 @@ class EchoApp:
 
 
 def serve(app: EchoApp) -> Iterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off",
-                                           backlog=2048))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:  # bounded poll of a condition
-        time.sleep(0.01)
-    assert server.started
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve_in_thread(app, backlog=2048) as url:
+        yield url
 
 
 @pytest.fixture
