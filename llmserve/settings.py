@@ -68,6 +68,14 @@ class EngineSettings(BaseModel):
 
     engine: EngineName = Field("vllm", description="The inference engine: vllm.")
     max_model_len: int = Field(2048, gt=0, description="Prompt plus output tokens, at most.")
+    engine_replicas: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Engines behind the one API, splitting the device's memory: a request "
+        "goes to the least-loaded one, a list is split across them. More than 1 pays where "
+        "one engine's scheduling leaves the device idle (a small model on a GPU).",
+    )
 
 
 class SamplingSettings(BaseModel):
@@ -146,8 +154,13 @@ class ServerSettings(BaseModel):
     request_timeout: float | None = Field(
         None,
         gt=0,
-        description="Seconds a /predict request may take; past it, a 504 and its engine work "
-        "is aborted. Unset: no limit.",
+        description="Seconds a /predict or /v1 request may take; past it, a 504 (an error "
+        "event in a stream) and its engine work is aborted. Unset: no limit.",
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        description="When set, /v1/* (the OpenAI API) requires `Authorization: Bearer <key>`; "
+        "/, /info and /predict stay open. A secret: /info shows it masked. Unset: all open.",
     )
     shutdown_grace_seconds: float = Field(
         30.0,

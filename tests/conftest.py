@@ -13,6 +13,7 @@ import pytest
 from llmserve.harness.launch import ServerProcess, start_service
 from llmserve.harness.metadata import hardware
 
+
 def pytest_report_header() -> list[str]:
     """The machine in the session header, so that a CI log says which CPU ran the tests (the
     CPU of this machine kind varies, and with it the dtype and the kernels vLLM has)."""

@@ -2,7 +2,9 @@
 
 It answers "echo: <prompt>" word by word, counts a word as a token, and can be told to load
 slowly (until a gate opens), to fail at start, to take its time per call (or to wait for a
-gate), or to die. It counts the prompts it holds (`unfinished`) and the calls cancelled.
+gate: a stream waits for it after its first word), or to die. It counts the prompts it holds
+(`unfinished`, generate and stream alike) and the calls cancelled or closed early
+(`cancelled`). Raw text (RawText) shows as "raw: <text>", so a test sees it was not templated.
 `FakeEngineFactory` is an EngineFactory that keeps the engines it built.
 """
 
@@ -16,11 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmserve.engines.base import Delta, Generation, Prompt, PromptTooLong, Sampling
+from llmserve.engines.base import Delta, Generation, Prompt, PromptTooLong, RawText, Sampling
 from llmserve.settings import Settings
 
 
 def prompt_text(prompt: Prompt) -> str:
+    if isinstance(prompt, RawText):
+        return f"raw: {prompt.text}"
     if isinstance(prompt, str):
         return prompt
     return " | ".join(f"{turn['role']}: {turn['content']}" for turn in prompt)
@@ -53,7 +57,7 @@ class FakeEngine:
         self.shut = False
         self.hold = hold  # generate waits for it to be set (a call that runs until released)
         self.unfinished = 0  # prompts inside generate now
-        self.cancelled = 0  # generate calls cancelled (what aborts a real engine's work)
+        self.cancelled = 0  # calls cancelled or streams closed early (a real engine aborts)
         self.started = asyncio.Event()  # set when a generate call holds its prompts
 
     @property
@@ -112,15 +116,35 @@ class FakeEngine:
         self, prompt: Prompt, sampling: Sampling | None = None
     ) -> AsyncIterator[Delta]:
         sampling = sampling or self.sampling
+        self.calls.append(Call([prompt], sampling))
+        if self.killed:
+            raise RuntimeError("engine core is gone")
         prompt_words, words = self._words(prompt, sampling)
-        for n, word in enumerate(words, start=1):
+        if prompt_words >= self.settings.max_model_len:
+            raise PromptTooLong(0, prompt_words, self.settings.max_model_len)
+        self.unfinished += 1
+        self.started.set()
+        finished = False
+        try:
+            for n, word in enumerate(words, start=1):
+                if n > 1 and self.hold is not None:
+                    await self.hold.wait()  # a stream that stalls after its first word
+                yield Delta(
+                    text=word if n == 1 else f" {word}",
+                    output_tokens=n,
+                    prompt_tokens=prompt_words,
+                )
+            reason = "length" if len(words) == sampling.max_tokens else "stop"
+            finished = True
             yield Delta(
-                text=word if n == 1 else f" {word}", output_tokens=n, prompt_tokens=prompt_words
+                text="", output_tokens=len(words), prompt_tokens=prompt_words, finish_reason=reason
             )
-        reason = "length" if len(words) == sampling.max_tokens else "stop"
-        yield Delta(
-            text="", output_tokens=len(words), prompt_tokens=prompt_words, finish_reason=reason
-        )
+        except (asyncio.CancelledError, GeneratorExit):
+            if not finished:
+                self.cancelled += 1
+            raise
+        finally:
+            self.unfinished -= 1
 
     def facts(self) -> dict[str, Any]:
         return {

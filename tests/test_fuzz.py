@@ -1,4 +1,5 @@
-"""Property-based fuzzing: no input gets a 5xx, and every error answers {"error": "<string>"}.
+"""Property-based fuzzing: no input gets a 5xx, and every error answers {"error": "<string>"}
+(on /v1/*, OpenAI's {"error": {"message", "type", "param", "code"}}).
 
 Fast part (the app over a fake engine that refuses what the real tokenizer refuses, served by
 uvicorn on a free port in a thread: real HTTP, one lifespan, no in-process ASGI client):
@@ -26,7 +27,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from llmserve.engines.base import Generation, Prompt, Sampling
+from llmserve.engines.base import Delta, Generation, Prompt, Sampling
 from llmserve.server.app import create_app
 from llmserve.server.schema import SURROGATE
 from llmserve.settings import Settings
@@ -55,7 +56,16 @@ from tests.fake_engine import FakeEngine, FakeEngineFactory, prompt_text
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "1000"))
 ENGINE_EXAMPLES = int(os.environ.get("FUZZ_ENGINE_EXAMPLES", "60"))
 
-ENDPOINTS = [("GET", "/"), ("GET", "/info"), ("POST", "/predict")]
+ENDPOINTS = [
+    ("GET", "/"), ("GET", "/info"), ("POST", "/predict"),
+    ("GET", "/v1/models"), ("POST", "/v1/chat/completions"), ("POST", "/v1/completions"),
+]  # fmt: skip
+# The operations with a request body, and a body each serves.
+BODY_OPERATIONS = {
+    "/predict": {"prompt": "hi"},
+    "/v1/chat/completions": {"messages": [{"role": "user", "content": "hi"}]},
+    "/v1/completions": {"prompt": "hi"},
+}
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]
 MAX_BATCH_PROMPTS = 8  # small, so that the schema's maxItems and a 413 list are both reached
 MAX_BODY_BYTES = 64 * 1024  # small, so that over-limit bodies are cheap to send
@@ -80,6 +90,13 @@ class TokenizerStrictEngine(FakeEngine):
         for prompt in prompts:
             prompt_text(prompt).encode("utf-8")  # UnicodeEncodeError on a lone surrogate
         return await super().generate(prompts, sampling)
+
+    async def stream(
+        self, prompt: Prompt, sampling: Sampling | None = None
+    ) -> AsyncIterator[Delta]:
+        prompt_text(prompt).encode("utf-8")
+        async for delta in super().stream(prompt, sampling):
+            yield delta
 
 
 def fuzz_settings(tmp_path: Path) -> Settings:
@@ -124,15 +141,26 @@ def client(app: FastAPI) -> Iterator[httpx.Client]:
         yield http
 
 
-def assert_error_shape(status: int, body: bytes, method: str = "POST") -> None:
+def assert_error_shape(status: int, body: bytes, method: str = "POST", path: str = "") -> None:
     """No 5xx but a 503 (which only a loading or dead engine answers, tested as such);
-    every 4xx and 503 body is exactly {"error": "<one line>"}."""
+    every 4xx and 503 body is exactly {"error": "<one line>"}, or on /v1/* exactly OpenAI's
+    {"error": {"message": "<one line>", "type": str, "param": str | null, "code": ...}}."""
     assert status < 500 or status == 503, f"server error {status}: {body[:300]!r}"
     if status >= 400 and method != "HEAD":
         data = json.loads(body)
         assert isinstance(data, dict) and set(data) == {"error"}, data
-        assert isinstance(data["error"], str) and data["error"], data
-        assert "\n" not in data["error"], data
+        if path.startswith("/v1/"):
+            error = data["error"]
+            assert isinstance(error, dict), data
+            assert set(error) == {"message", "type", "param", "code"}, data
+            assert isinstance(error["type"], str) and error["type"], data
+            assert error["param"] is None or isinstance(error["param"], str), data
+            assert error["code"] is None or isinstance(error["code"], str), data
+            message = error["message"]
+        else:
+            message = data["error"]
+        assert isinstance(message, str) and message, data
+        assert "\n" not in message, data
 
 
 def error_shape(ctx: Any, response: Any, case: Any) -> bool | None:
@@ -140,7 +168,7 @@ def error_shape(ctx: Any, response: Any, case: Any) -> bool | None:
     `/`'s 503, the health body a poller reads, which response_schema_conformance checks)."""
     if case.path == "/" and response.status_code == 503:
         return None
-    assert_error_shape(response.status_code, response.content, case.method)
+    assert_error_shape(response.status_code, response.content, case.method, case.path)
     return None
 
 
@@ -201,6 +229,25 @@ raw_bodies = st.one_of(
         lambda codec: '{"prompt": "héllo"}'.encode(codec)
     ),
 )
+# /v1 bodies: any value in each field the OpenAI routes read, beside otherwise valid fields.
+V1_FIELDS = [
+    "model", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k",
+    "frequency_penalty", "presence_penalty", "repetition_penalty", "stop", "seed", "n",
+    "stream", "stream_options", "logprobs", "echo", "best_of", "ignore_eos",
+]  # fmt: skip
+OK_MESSAGES = [{"role": "user", "content": "hi"}]
+v1_bodies = st.one_of(
+    json_values.map(lambda v: {"messages": v}),
+    st.builds(
+        lambda role, content: {"messages": [{"role": role, "content": content}]},
+        st.sampled_from(["system", "developer", "user", "assistant", "tool", ""]),
+        json_values,
+    ),
+    st.builds(lambda f, v: {"messages": OK_MESSAGES, f: v}, st.sampled_from(V1_FIELDS),
+              json_values),
+    st.builds(lambda f, v: {"prompt": "x", f: v}, st.sampled_from(V1_FIELDS), json_values),
+).map(lambda body: json.dumps(body).encode())  # fmt: skip
+raw_bodies = st.one_of(raw_bodies, v1_bodies)
 content_types = st.sampled_from(
     [None, "application/json", "text/plain", "application/x-www-form-urlencoded", "*/*", "x"]
 )
@@ -256,12 +303,26 @@ def test_the_schema_declares_the_predict_body_and_error_shapes(client: httpx.Cli
             assert schema["required"] == ["error"], (path, status)
     health = spec["paths"]["/"]["get"]["responses"]["503"]["content"]["application/json"]
     assert health["schema"]["required"] == ["status", "model"]  # what a poller reads
+    for path, method in [("/v1/models", "get"), ("/v1/chat/completions", "post"),
+                         ("/v1/completions", "post")]:  # fmt: skip
+        responses = spec["paths"][path][method]["responses"]
+        assert "401" not in responses  # API_KEY is unset here
+        for status in ("400", "404", "405", "413", "503", "504"):
+            schema = responses[status]["content"]["application/json"]["schema"]
+            error = schema["properties"]["error"]
+            assert error["required"] == ["message", "type", "param", "code"], (path, status)
+    for path in ("/v1/chat/completions", "/v1/completions"):
+        body = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        assert "$defs" not in json.dumps(body)  # inlined: a fuzzer can resolve it
+        assert body["schema"]["properties"]["n"]["anyOf"][0]["maximum"] == 1
 
 
+@pytest.mark.parametrize("path", list(BODY_OPERATIONS))
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-def test_schemathesis_predict(client: httpx.Client, mode: GenerationMode) -> None:
-    """Every operation with inputs (/predict) from its schema: valid and invalid bodies."""
-    (operation,) = [op for op in operations(client) if op.path == "/predict"]
+def test_schemathesis_predict(client: httpx.Client, mode: GenerationMode, path: str) -> None:
+    """Every operation with inputs (/predict, /v1/chat/completions, /v1/completions) from its
+    schema: valid and invalid bodies."""
+    (operation,) = [op for op in operations(client) if op.path == path]
     statuses: dict[int, int] = {}
 
     @FUZZ_SETTINGS
@@ -269,22 +330,27 @@ def test_schemathesis_predict(client: httpx.Client, mode: GenerationMode) -> Non
     def run(case: Any) -> None:
         response = call(case, client)
         statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+        if response.status_code >= 400 and len(errors) < 5:
+            errors.append(response.text[:300])
         case.validate_response(response, checks=CHECKS)
 
+    errors: list[str] = []
     run()
     assert sum(statuses.values()) >= EXAMPLES * 0.9, statuses  # Hypothesis ran them all
     assert not [s for s in statuses if s >= 500], statuses
     if mode is GenerationMode.POSITIVE:
-        assert set(statuses) == {200}, statuses  # a body the schema allows is served
-    else:
+        assert set(statuses) == {200}, (statuses, errors)  # a body the schema allows is served
+    elif path == "/predict":
         assert set(statuses) <= {400, 413, 422}, statuses
+    else:  # OpenAI's API: one status for a bad body; 404 for a model name not served
+        assert set(statuses) <= {400, 404, 413}, statuses
 
 
 def test_schemathesis_parameterless_operations(client: httpx.Client) -> None:
-    """GET / and GET /info take no input: the schema gives one case each (the raw fuzzing
-    below sends them everything else)."""
+    """GET /, GET /info and GET /v1/models take no input: the schema gives one case each
+    (the raw fuzzing below sends them everything else)."""
     for operation in operations(client):
-        if operation.path == "/predict":
+        if operation.path in BODY_OPERATIONS:
             continue
         case = operation.Case()
         response = call(case, client)
@@ -293,21 +359,25 @@ def test_schemathesis_parameterless_operations(client: httpx.Client) -> None:
 
 
 def test_every_operation_conforms_while_the_engine_loads(tmp_path: Path) -> None:
-    """While loading: `/` answers its documented 503 body, /predict its 503 error."""
+    """While loading: `/` answers its documented 503 body, /predict and /v1's generating
+    operations their 503 error."""
     gate = threading.Event()
     app = create_app(fuzz_settings(tmp_path), FakeEngineFactory(gate=gate))
     with http_client(app, ready=False) as http:
         try:
             statuses = {}
             for operation in operations(http):
-                body = {"body": {"prompt": "hi"}} if operation.path == "/predict" else {}
-                case = operation.Case(**body)
+                served = BODY_OPERATIONS.get(operation.path)
+                case = operation.Case(**({"body": served} if served else {}))
                 response = call(case, http)
                 statuses[operation.path] = response.status_code
                 # not_a_server_error left out: a 503 while loading is the documented answer
                 checks = [response_schema_conformance, error_shape]
                 case.validate_response(response, checks=checks)
-            assert statuses == {"/": 503, "/info": 200, "/predict": 503}
+            assert statuses == {
+                "/": 503, "/info": 200, "/predict": 503, "/v1/models": 200,
+                "/v1/chat/completions": 503, "/v1/completions": 503,
+            }  # fmt: skip
         finally:
             gate.set()  # the loader thread ends before the server stops
 
@@ -329,7 +399,7 @@ def test_any_request_to_every_endpoint(client: httpx.Client, method: str, path: 
         headers = {"content-type": content_type} if content_type else {}
         response = client.request(method, path, params=query, headers=headers, content=body)
         statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-        assert_error_shape(response.status_code, response.content, method)
+        assert_error_shape(response.status_code, response.content, method, path)
         if len(body) > MAX_BODY_BYTES:
             assert response.status_code == 413, response.text
 
@@ -559,3 +629,42 @@ def test_engine_body_limit_refused_before_the_body_is_read(server: Server) -> No
     }
     with httpx.Client(base_url=server.url, timeout=300) as http:  # the server still serves
         assert http.post("/predict", json={"prompt": "hi"}).status_code == 200
+
+
+def expected_v1(text: str, completion: bool) -> tuple[int, str | None]:
+    """The status (and words of the message) /v1 gives a prompt or message of odd text."""
+    if completion and not text:
+        return 400, "at least 1 character"
+    if SURROGATE.search(text):
+        return 400, "unpaired surrogate"
+    return 200, None
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
+def test_odd_text_v1(client: httpx.Client, path: str) -> None:
+    """Messages and raw prompts of any code points (JSON-escaped, as a client sends a lone
+    surrogate), streamed or not: a 400 naming the field for text no tokenizer accepts, else
+    an answer."""
+    statuses: dict[int, int] = {}
+    completion = path == "/v1/completions"
+
+    @FUZZ_SETTINGS
+    @given(text=odd_text, stream=st.booleans())
+    def run(text: str, stream: bool) -> None:
+        body = (
+            {"prompt": text} if completion else {"messages": [{"role": "user", "content": text}]}
+        )
+        response = client.post(path, content=json.dumps({**body, "stream": stream}).encode())
+        statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+        assert_error_shape(response.status_code, response.content, path=path)
+        status, words = expected_v1(text, completion)
+        assert response.status_code == status, (text, response.text)
+        if words is not None:
+            error = response.json()["error"]
+            assert words in error["message"] and error["param"] in ("prompt", "messages")
+        elif stream:
+            assert response.text.endswith("data: [DONE]\n\n"), response.text
+
+    run()
+    assert sum(statuses.values()) == EXAMPLES, statuses
+    assert statuses.get(400) and statuses.get(200), statuses

@@ -1,5 +1,6 @@
-"""The shared /predict and /info client over real HTTP, against a small scripted uvicorn app
-(no engine): retries, errors that name the server's message, headers, answer checks."""
+"""The shared /predict, /info and OpenAI-API (/v1/chat/completions, /v1/models) client over
+real HTTP, against a small scripted uvicorn app (no engine): retries, errors that name the
+server's message, headers, answer checks, the bearer key."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from llmserve.harness.client import (
     ServerDown,
     ServiceClient,
     get_info,
+    list_models,
+    post_chat,
     post_predict,
     predict_sync,
 )
@@ -47,6 +50,7 @@ class ScriptedApp:
     def __init__(self) -> None:
         self.script: dict[str, list[Answer]] = {}
         self.requests: list[tuple[str, Any]] = []
+        self.authorization: list[str | None] = []  # each request's Authorization header
 
     def then(self, path: str, *answers: Answer) -> None:
         self.script.setdefault(path, []).extend(answers)
@@ -58,6 +62,16 @@ class ScriptedApp:
             return Answer(200, {"response": upper}, HEADERS)
         if path == "/info":
             return Answer(200, INFO)
+        if path == "/v1/models":
+            return Answer(200, {"object": "list", "data": [{"id": "m", "object": "model"}]})
+        if path == "/v1/chat/completions":  # the last message upper-cased; a token per word
+            text = payload["messages"][-1]["content"].upper()
+            return Answer(200, {
+                "object": "chat.completion", "model": payload.get("model"),
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": text}}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": len(text.split()),
+                          "total_tokens": 3 + len(text.split())}})
         return Answer(200, {"status": "ok"})
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -67,6 +81,8 @@ class ScriptedApp:
         path = scope["path"]
         payload = json.loads(body) if body else None
         self.requests.append((path, payload))
+        auth = dict(scope["headers"]).get(b"authorization")
+        self.authorization.append(auth.decode() if auth else None)
         queued = self.script.get(path)
         answer = queued.pop(0) if queued else self.default(path, payload)
         headers = [(k.lower().encode(), v.encode()) for k, v in answer.headers.items()]
@@ -246,3 +262,94 @@ def test_info_typed_view(app: tuple[ScriptedApp, str]) -> None:
     assert run(scenario()) is None  # a server without /info: the tool runs with less detail
     with pytest.raises(ServerError, match="/info is 500: boom"):
         get_info(url)
+
+
+# --- the OpenAI API ---------------------------------------------------------------------------
+
+
+def test_chat_reads_content_and_completion_tokens(app: tuple[ScriptedApp, str]) -> None:
+    scripted, url = app
+
+    async def scenario() -> Prediction:
+        async with client(url, api_key="k1") as service:
+            return await service.chat([{"role": "user", "content": "two words"}], model="m",
+                                      max_tokens=5)
+
+    prediction = run(scenario())
+    assert prediction.responses == ["TWO WORDS"]
+    assert prediction.engine_output_tokens == 2 and prediction.output_tokens == 2
+    assert prediction.engine_seconds is None  # no X-Engine-Seconds: tokens/s falls to wall
+    path, body = scripted.requests[-1]
+    assert path == "/v1/chat/completions"
+    assert body == {"messages": [{"role": "user", "content": "two words"}], "model": "m",
+                    "max_tokens": 5}
+    assert scripted.authorization[-1] == "Bearer k1"
+
+
+def test_chat_engine_headers_are_read_when_sent(app: tuple[ScriptedApp, str]) -> None:
+    scripted, url = app
+    body = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "x"}}],
+            "usage": {"completion_tokens": 4}}
+    scripted.then("/v1/chat/completions", Answer(200, body, HEADERS))
+
+    async def scenario() -> Prediction:
+        async with httpx.AsyncClient(base_url=url) as http:
+            return await post_chat(http, [{"role": "user", "content": "q"}])
+
+    prediction = run(scenario())
+    assert (prediction.engine_seconds, prediction.engine_output_tokens) == (0.25, 4)
+    assert scripted.requests[-1][1] == {"messages": [{"role": "user", "content": "q"}]}
+    assert scripted.authorization[-1] is None  # no key, no header
+
+
+def test_chat_openai_error_shape_names_the_message(app: tuple[ScriptedApp, str]) -> None:
+    scripted, url = app
+    error = {"error": {"message": "The model 'x' does not exist", "type": "invalid_request_error",
+                       "param": "model", "code": "model_not_found"}}
+    scripted.then("/v1/chat/completions", Answer(404, error))
+
+    async def scenario() -> None:
+        async with client(url) as service:
+            await service.chat([{"role": "user", "content": "q"}], model="x")
+
+    with pytest.raises(ServerError, match=r"is 404: The model 'x' does not exist$"):
+        run(scenario())
+    assert scripted.count("/v1/chat/completions") == 1  # a 4xx is not retried
+
+
+def test_chat_503_is_retried_and_a_bad_body_is_an_error(app: tuple[ScriptedApp, str]) -> None:
+    scripted, url = app
+    scripted.then("/v1/chat/completions", Answer(503, {"error": {"message": "loading"}}))
+    scripted.then("/v1/chat/completions", Answer(200, {"choices": []}))
+
+    async def scenario() -> None:
+        async with client(url) as service:
+            await service.chat([{"role": "user", "content": "q"}])
+
+    with pytest.raises(ServerError, match=r"no choices\[0\]\.message\.content"):
+        run(scenario())
+    assert scripted.count("/v1/chat/completions") == 2
+
+
+def test_models_lists_ids_and_sends_the_key(app: tuple[ScriptedApp, str]) -> None:
+    scripted, url = app
+    assert list_models(url, api_key="k2") == ["m"]
+    assert scripted.authorization[-1] == "Bearer k2"
+
+    async def scenario() -> list[str]:
+        async with client(url) as service:
+            return await service.models()
+
+    assert run(scenario()) == ["m"]
+    scripted.then("/v1/models", Answer(401, {"error": {"message": "missing API key"}}))
+    with pytest.raises(ServerError, match="/v1/models is 401: missing API key"):
+        list_models(url)
+    scripted.then("/v1/models", Answer(200, {"object": "list", "data": []}))
+    with pytest.raises(ServerError, match="lists no model"):
+        list_models(url)
+
+
+def test_list_models_without_a_server_is_a_server_error() -> None:
+    with pytest.raises(ServerError, match="connection refused") as caught:
+        list_models(f"http://127.0.0.1:{free_port()}", timeout=2)
+    assert caught.value.exit_code is ExitCode.SERVER

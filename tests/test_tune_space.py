@@ -76,7 +76,8 @@ def test_values_are_canonical_and_defaults_are_unset() -> None:
     s = space({"MAX_NUM_SEQS": [16, "16", 256, None], "ENABLE_PREFIX_CACHING": [True, False],
                "REPETITION_PENALTY": [1, 1.1]})
     values = {p.name: p.values for p in s.params}
-    assert values["MAX_NUM_SEQS"] == ("16", None)  # 256 is the default: the same as unset
+    # Unset is not 256: it means 256 on CPU but vLLM's own choice on a GPU.
+    assert values["MAX_NUM_SEQS"] == ("16", "256", None)
     assert values["ENABLE_PREFIX_CACHING"] == (None, "0")
     assert values["REPETITION_PENALTY"] == (None, "1.1")
 

@@ -84,6 +84,16 @@ def parse_phases(text: str) -> tuple[str, ...]:
     return tuple(p for p in PHASES if p in names)
 
 
+def parse_replicas(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        counts = ()
+    if not counts or any(n < 1 or n > 64 for n in counts):
+        raise argparse.ArgumentTypeError(f"expected counts 1..64 like 1,2; got {text!r}")
+    return tuple(sorted(set(counts)))
+
+
 def parse_env(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -132,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "llmserve.engines.vllm.cpu_env's defaults) to every system (default on)")
     p.add_argument("--env", type=parse_env, action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for every system (repeatable), e.g. for tuning")
+    p.add_argument("--replicas", type=parse_replicas, default=(), metavar="N[,N...]",
+                   help="sweep ENGINE_REPLICAS: the /predict rows once per count (rows "
+                   "predict-list@N, predict-concurrent@N; 1 keeps the plain names), one "
+                   "service start each; the other systems run one engine")
     p.add_argument("--out", type=Path, help="results folder")
     p.add_argument("--resume", action="store_true",
                    help="add to the record in --out (same flags and environment): systems "
@@ -172,6 +186,7 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         start_timeout=args.start_timeout,
         extra_env=dict(args.env),
         resume=args.resume,
+        replicas=args.replicas,
     )
 
 

@@ -24,6 +24,34 @@ LABELS = {
     TRANSFORMERS: "transformers generate, batched",
 }
 
+# A replica sweep (--replicas 1,2) measures the /predict rows once per ENGINE_REPLICAS count:
+# one replica keeps the plain row names (the targets below are theirs), N > 1 adds "@N".
+REPLICA_MARK = "@"
+
+
+def replica_row(row: str, replicas: int) -> str:
+    """The row name of `row` measured with `replicas` engines."""
+    return row if replicas == 1 else f"{row}{REPLICA_MARK}{replicas}"
+
+
+def base_row(row: str) -> str:
+    """The system row a (possibly replica-swept) row name measures."""
+    return row.split(REPLICA_MARK, 1)[0]
+
+
+def row_replicas(row: str) -> int | None:
+    """The replica count in a swept row's name (None: not swept)."""
+    _, mark, count = row.partition(REPLICA_MARK)
+    return int(count) if mark and count.isdigit() else None
+
+
+def label(row: str) -> str:
+    """The row's description, with its replica count when swept."""
+    text = LABELS.get(base_row(row), row)
+    replicas = row_replicas(row)
+    return text if replicas is None else f"{text}, {replicas} engine replicas"
+
+
 # The issue's targets: (system, divided by, at least).
 TARGETS = (
     (PREDICT_LIST, VLLM_OFFLINE, 0.97),
@@ -77,6 +105,10 @@ class BenchConfig:
     extra_env: dict[str, str] = field(default_factory=dict)
     resume: bool = False  # add to the record in `out`, skipping systems measured there
     serve_input: ServeInput = "text"  # what vllm serve receives: templated text or token ids
+    # ENGINE_REPLICAS counts the /predict rows are measured with, one service start each
+    # (empty: one start, with the environment's ENGINE_REPLICAS). The other systems run one
+    # engine: the reference stays the single-engine offline row.
+    replicas: tuple[int, ...] = ()
 
     def settings_overrides(self) -> dict[str, Any]:
         """Settings every system shares, beyond what the environment says. Service settings
@@ -91,5 +123,7 @@ class BenchConfig:
         overrides.update(max_new_tokens=self.output_len, ignore_eos=self.ignore_eos)
         if self.eager is not None:
             overrides["enforce_eager"] = self.eager
+        if self.replicas:  # the sweep sets each service's count; the rest run one engine
+            overrides["engine_replicas"] = 1
         return overrides
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from llmserve.bench.config import LABELS, REFERENCE, TARGETS
+from llmserve.bench.config import REFERENCE, TARGETS, base_row, label, row_replicas
 from llmserve.harness.records import write_atomic
 from llmserve.harness.stats import ratio
 
@@ -73,11 +73,14 @@ class Record:
         self.save()
 
     def throughput(self, row: str, summary: dict[str, Any]) -> None:
-        self.data["throughput"][row] = {"label": LABELS.get(row, row), **summary}
+        self.data["throughput"][row] = {"label": label(row), **summary}
         self.save()
 
     def latency(self, name: str, summary: dict[str, Any]) -> None:
-        self.data["latency"][name] = {"label": LATENCY_LABELS.get(name, name), **summary}
+        text = LATENCY_LABELS.get(base_row(name), name)
+        if (replicas := row_replicas(name)) is not None:
+            text += f", {replicas} engine replicas"
+        self.data["latency"][name] = {"label": text, **summary}
         self.save()
 
     def finish(self, **facts: Any) -> None:
@@ -157,9 +160,25 @@ def _context(data: dict[str, Any]) -> list[str]:
         f"enforce_eager {kwargs.get('enforce_eager')}, prefix caching "
         f"{kwargs.get('enable_prefix_caching')}, gpu_memory_utilization "
         f"{kwargs.get('gpu_memory_utilization')}",
+        *_scale_line(data),
         f"- CPU env added: {data.get('cpu_env') or 'none'}",
         f"- git: {git.get('commit')}{' (dirty)' if git.get('dirty') else ''}",
         "",
+    ]
+
+
+def _scale_line(data: dict[str, Any]) -> list[str]:
+    scale = data.get("scale")
+    if not scale:  # a record from before the scale facts
+        return []
+    sweep = scale.get("replica_sweep") or []
+    replicas = ("/predict swept over " + ", ".join(map(str, sweep)) if sweep
+                else str(scale.get("engine_replicas")))
+    return [
+        f"- scale: {scale.get('gpus')} GPUs; engine replicas {replicas}; tensor parallel "
+        f"{scale.get('tensor_parallel_size')}, pipeline parallel "
+        f"{scale.get('pipeline_parallel_size')}, data parallel "
+        f"{scale.get('data_parallel_size')}",
     ]
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.console import Console
 
-from llmserve.bench.config import BenchConfig
+from llmserve.bench.config import BenchConfig, base_row
 from llmserve.bench.memory import MB, PeakMemory, tree_cpu_seconds
 from llmserve.bench.record import Record, resume_mismatch
 from llmserve.bench.stats import (
@@ -21,7 +21,14 @@ from llmserve.bench.stats import (
     summarize_latency,
     summarize_throughput,
 )
-from llmserve.bench.systems import Context, System, offline_batched_tokens, systems_for
+from llmserve.bench.systems import (
+    Context,
+    Service,
+    System,
+    instances_for,
+    offline_batched_tokens,
+    systems_for,
+)
 from llmserve.bench.workload import Batch, PromptMaker, data_questions, data_slice
 from llmserve.errors import LlmserveError
 from llmserve.harness.launch import settings_env
@@ -89,10 +96,28 @@ def child_environment(config: BenchConfig, overrides: dict[str, Any],
     return env
 
 
+def selected_rows(system: System, systems: tuple[str, ...]) -> tuple[str, ...]:
+    """The system's rows that the run asked for (a swept row counts as its base row)."""
+    return tuple(r for r in system.rows if base_row(r) in systems)
+
+
+def scale(settings: Any, config: BenchConfig, hw: dict[str, Any]) -> dict[str, Any]:
+    """How many engines and GPUs the run used: the record's answer to "on what scale"."""
+    return {
+        "gpus": len(hw.get("gpus") or []),
+        "engine_replicas": settings.engine_replicas,
+        "replica_sweep": list(config.replicas),
+        "tensor_parallel_size": settings.tensor_parallel_size,
+        "pipeline_parallel_size": settings.pipeline_parallel_size,
+        "data_parallel_size": settings.data_parallel_size,
+    }
+
+
 class Runner:
     def __init__(self, config: BenchConfig, console: Console) -> None:
         self.config = config
         self.console = console
+        self.engine_replicas = 1
 
     def say(self, message: str) -> None:
         self.console.print(message, highlight=False)
@@ -117,6 +142,7 @@ class Runner:
                 overrides["max_num_batched_tokens"] = pinned
                 settings = load_settings(**overrides)
         model_dir = resolve_model_dir(settings)
+        self.engine_replicas = settings.engine_replicas  # the service's, unless swept
         # The engine's launch environment (vLLM on CPU: llmserve.engines.vllm.cpu_env's
         # defaults), the variables not already set, for every system alike.
         launch_vars = launch_env(settings)
@@ -131,8 +157,11 @@ class Runner:
         lanes = max(len([r for r in cls.rows if r in config.systems]) for cls in classes)
         self.say(f"building prompts ({config.source}) with {model_dir.name}'s tokenizer")
         plan = make_plan(config, maker, lanes)
-        concurrency = config.concurrency or min(config.num_prompts, settings.max_num_seqs)
         kwargs = engine_kwargs(settings, model_dir)
+        # Enough users to fill the engine's batch (vLLM's own default where unset: 1024).
+        concurrency = config.concurrency or min(
+            config.num_prompts, kwargs.get("max_num_seqs", 1024)
+        )
         context = Context(
             model_dir=model_dir,
             engine_kwargs=kwargs,
@@ -146,6 +175,7 @@ class Runner:
             serve_input=config.serve_input,
         )
         first = plan.throughput[0][0] if plan.throughput else None
+        hw = hardware()
         header = {
             "kind": "llmserve-bench",
             "started_at": now_iso(),
@@ -153,7 +183,8 @@ class Runner:
             "config": {k: str(v) if isinstance(v, Path) else v
                        for k, v in asdict(config).items()},
             "git": git_state(),
-            "hardware": hardware(),
+            "hardware": hw,
+            "scale": scale(settings, config, hw),
             "packages": package_versions(),
             "settings": settings.public(),
             "engine_kwargs": kwargs,
@@ -185,13 +216,13 @@ class Runner:
         }
         record = Record(config.out / "record.json", header, self.existing(header))
         self.say(f"record: {record.path}")
-        for cls in classes:
-            rows = tuple(r for r in cls.rows if r in config.systems)
-            if config.resume and record.complete(cls.name, rows, config.phases):
-                self.say(f"{cls.name}: already measured in this record; skipped")
+        for system in instances_for(config.systems, context, config.replicas):
+            rows = selected_rows(system, config.systems)
+            if config.resume and record.complete(system.name, rows, config.phases):
+                self.say(f"{system.name}: already measured in this record; skipped")
                 continue
-            record.reset(cls.name, rows)
-            await self.measure(cls(context), plan, record)
+            record.reset(system.name, rows)
+            await self.measure(system, plan, record)
         record.finish(finished_at=now_iso())
         return record
 
@@ -212,6 +243,8 @@ class Runner:
         other systems still run. Returns whether it succeeded."""
         config = self.config
         record.system(system.name, log=str(system.log_path))
+        if isinstance(system, Service):
+            record.system(system.name, engine_replicas=system.replicas or self.engine_replicas)
         self.say(f"[bold]{system.name}[/bold]: starting")
         with PeakMemory(pid_of=lambda: system.pid) as memory:
             try:
@@ -221,7 +254,7 @@ class Runner:
                     weights = await system.weight_bytes()
                     record.system(system.name, weights_mb=weights / MB if weights else None)
                     if "throughput" in config.phases:
-                        rows = [r for r in system.rows if r in config.systems]
+                        rows = selected_rows(system, config.systems)
                         for lane, row in enumerate(rows):
                             await self.throughput(system, row, lane, plan, record)
                     if "latency" in config.phases:

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Client, Connection
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,8 @@ from llmserve.bench.config import (
     TRANSFORMERS,
     VLLM_OFFLINE,
     VLLM_SERVE,
+    base_row,
+    replica_row,
 )
 from llmserve.bench.memory import checkpoint_weight_bytes, process_tree
 from llmserve.bench.stats import LatencyRun, ThroughputRun
@@ -178,11 +180,22 @@ class Service(HttpSystem):
     name = "predict"
     rows = (PREDICT_LIST, PREDICT_CONCURRENT)
 
+    def __init__(self, context: Context, replicas: int | None = None) -> None:
+        """`replicas`: one point of a replica sweep, started with ENGINE_REPLICAS=replicas
+        and named by it (config.replica_row); None: the environment's ENGINE_REPLICAS."""
+        if replicas is not None:
+            context = replace(context, env={**context.env, "ENGINE_REPLICAS": str(replicas)})
+            self.name = replica_row(Service.name, replicas)
+            self.rows = tuple(replica_row(row, replicas) for row in Service.rows)
+        super().__init__(context)
+        self.replicas = replicas
+
     def command(self) -> list[str]:
         return serve_command(HOST, self.port)
 
     async def throughput(self, row: str, batch: Batch) -> ThroughputRun:
         client = self.http()
+        row = base_row(row)
         if row == PREDICT_LIST:
             reply = await post_predict(client, batch.prompts)
             return ThroughputRun(reply.latency_s, reply.output_tokens, len(batch))
@@ -432,4 +445,17 @@ SYSTEM_CLASSES: tuple[type[System], ...] = (OfflineVllm, Service, VllmServe, Tra
 def systems_for(rows: tuple[str, ...]) -> list[type[System]]:
     """The processes to start for the chosen rows, in run order (the reference first)."""
     return [cls for cls in SYSTEM_CLASSES if any(row in rows for row in cls.rows)]
+
+
+def instances_for(rows: tuple[str, ...], context: Context,
+                  replicas: tuple[int, ...] = ()) -> list[System]:
+    """The systems to start, in run order: one each, except the service, started once per
+    count of a replica sweep (`replicas`, ascending) when one is asked for."""
+    systems: list[System] = []
+    for cls in systems_for(rows):
+        if cls is Service and replicas:
+            systems += [Service(context, n) for n in replicas]
+        else:
+            systems.append(cls(context))
+    return systems
 

@@ -35,7 +35,12 @@ class OfflineVllm:
     def __init__(self, spec: dict[str, Any]) -> None:
         from vllm import LLM
 
-        self.llm = LLM(**spec["engine_kwargs"])
+        kwargs = dict(spec["engine_kwargs"])
+        # vllm.LLM refuses data_parallel_size > 1 in one process: the reference runs one rank
+        # (so a DATA_PARALLEL_SIZE row's ratio is its scaling over one rank's GPUs).
+        if kwargs.get("data_parallel_size", 1) > 1:
+            kwargs["data_parallel_size"] = 1
+        self.llm = LLM(**kwargs)
         self.sampling = spec["sampling"]
         self.model_dir = Path(spec["model_dir"])
 

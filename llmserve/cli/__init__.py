@@ -59,6 +59,11 @@ COMMANDS: tuple[Command, ...] = (
         "llmserve.quantize.cli:main",
     ),
     Command(
+        "lmeval",
+        "lm-evaluation-harness gsm8k against the OpenAI API (/v1), in .venv-lmeval",
+        "llmserve.lmeval.cli:main",
+    ),
+    Command(
         "tune",
         "search settings for the most tokens/s above a score floor (auto_tune.py)",
         "llmserve.tune.cli:main",

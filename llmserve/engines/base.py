@@ -27,8 +27,17 @@ class ChatMessage(TypedDict):
     content: str
 
 
-# A plain user string (rendered as one user turn), or a conversation.
-Prompt = str | list[ChatMessage]
+@dataclass(frozen=True)
+class RawText:
+    """Text the model reads exactly as given: no chat template, no SYSTEM_PROMPT (the
+    tokenizer adds its own special tokens, e.g. BOS). What /v1/completions sends: clients
+    such as lm-eval's local-completions build few-shot prompts themselves."""
+
+    text: str
+
+
+# A plain user string (rendered as one user turn), a conversation, or raw text.
+Prompt = str | list[ChatMessage] | RawText
 
 
 class EngineError(RuntimeError):

@@ -1,4 +1,5 @@
-"""The typed client of this service's HTTP API, for every tool: health, /info and /predict.
+"""The typed client of this service's HTTP API, for every tool: health, /info, /predict, and
+the OpenAI API's GET /v1/models and POST /v1/chat/completions.
 
 Three levels, from the plainest:
   * `post_predict(client, prompt)`: one timed POST /predict on an httpx.AsyncClient the caller
@@ -15,6 +16,13 @@ Every failure the user can act on is a `llmserve.errors.ServerError` (exit code 
 `ServerDown` when GET / never answered 200 in time, `RetryableStatus` for a 502/503/504 that
 was not (or no longer) retried. A transport error of `post_predict` is httpx's own (the
 caller decides); `ServiceClient` turns it into a ServerError once its tries run out.
+
+The OpenAI API: `post_chat(client, messages)` is the /predict of /v1/chat/completions (one
+timed call, no retries), `ServiceClient.chat()` and `.models()` retry like `predict()`, and
+`list_models(url)` is the blocking one-shot. A chat answer is a `Prediction` too: its one
+response is choices[0].message.content and `engine_output_tokens` is usage.completion_tokens
+(engine headers are read when the server sends them). `api_key` sends
+`Authorization: Bearer <key>`, which /v1/* needs when the server's API_KEY is set.
 
 Headers of /predict: X-Engine-Seconds (engine time of the request), X-Output-Tokens (output
 token ids the engine generated) and X-Engine-TTFT (arrival to first token, in the engine).
@@ -122,13 +130,17 @@ class Info:
 
 
 def error_message(response: httpx.Response) -> str:
-    """The server's {"error": ...} message, else the start of the body."""
+    """The server's {"error": ...} message (OpenAI's {"error": {"message": ...}} too), else the
+    start of the body."""
     try:
         body = response.json()
     except ValueError:
         return response.text[:200]
     if isinstance(body, dict) and "error" in body:
-        return str(body["error"])
+        error = body["error"]
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return error["message"]
+        return str(error)
     return str(body)[:200]
 
 
@@ -259,6 +271,125 @@ def get_info(url: str, timeout: float = 30.0) -> dict[str, Any]:
     return dict(response.json())
 
 
+# --- the OpenAI API: /v1/models and /v1/chat/completions ------------------------------------
+
+Message = Mapping[str, str]  # {"role": "system" | "user" | "assistant", "content": ...}
+CHAT_PATH = "/v1/chat/completions"
+
+
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    """The Authorization header for /v1/* when the server's API_KEY is set ({} without a key)."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def chat_payload(
+    messages: Sequence[Message],
+    model: str | None = None,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+) -> dict[str, Any]:
+    """The body of POST /v1/chat/completions; unset fields are left to the server's defaults."""
+    if not messages:
+        raise ValueError("a chat request needs at least one message")
+    body: dict[str, Any] = {"messages": [dict(m) for m in messages]}
+    for key, value in (("model", model), ("max_tokens", max_tokens),
+                       ("temperature", temperature)):
+        if value is not None:
+            body[key] = value
+    return body
+
+
+def _chat_prediction(
+    response: httpx.Response,
+    url: str,
+    t_start: float,
+    latency: float,
+    status_hints: Mapping[int, str],
+) -> Prediction:
+    if response.status_code in RETRY_STATUSES:
+        raise RetryableStatus(
+            f"POST {CHAT_PATH} is {response.status_code}: {error_message(response)}"
+        )
+    if response.status_code != 200:
+        hint = status_hints.get(response.status_code)
+        raise ServerError(
+            f"POST {url}{CHAT_PATH} is {response.status_code}: {error_message(response)}"
+            + (f" ({hint})" if hint else "")
+        )
+    try:
+        body = response.json()
+        content = body["choices"][0]["message"]["content"]
+        usage = body.get("usage") or {}
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        raise ServerError(
+            f"{url}{CHAT_PATH}: no choices[0].message.content in {response.text[:200]!r}"
+        ) from None
+    if content is None:  # OpenAI sends null content for a refusal or tool call: no text
+        content = ""
+    if not isinstance(content, str):
+        raise ServerError(f"{url}{CHAT_PATH}: message.content is {type(content).__name__}")
+    completion_tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    return Prediction(
+        responses=[content],
+        latency_s=latency,
+        t_start=t_start,
+        t_end=t_start + latency,
+        engine_seconds=_float_header(response, "X-Engine-Seconds"),
+        engine_output_tokens=(completion_tokens if isinstance(completion_tokens, int)
+                              else _int_header(response, "X-Output-Tokens")),
+        engine_ttft=_float_header(response, "X-Engine-TTFT"),
+    )
+
+
+async def post_chat(
+    client: httpx.AsyncClient,
+    messages: Sequence[Message],
+    *,
+    model: str | None = None,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    status_hints: Mapping[int, str] | None = None,
+) -> Prediction:
+    """One non-streaming POST /v1/chat/completions on `client` (base_url: the service; its
+    headers carry any API key), timed from send to the whole body. The Prediction's one
+    response is choices[0].message.content, its engine_output_tokens usage.completion_tokens.
+
+    Raises ServerError for a non-200 answer (RetryableStatus for 502/503/504) or a body without
+    choices[0].message.content; transport errors are httpx's.
+    """
+    payload = chat_payload(messages, model, max_tokens, temperature)
+    t_start = time.time()
+    start = time.perf_counter()
+    response = await client.post(CHAT_PATH, json=payload)
+    latency = time.perf_counter() - start
+    return _chat_prediction(response, _base(client.base_url), t_start, latency,
+                            status_hints or {})
+
+
+def _model_ids(response: httpx.Response, url: str) -> list[str]:
+    if response.status_code != 200:
+        raise ServerError(
+            f"GET {url}/v1/models is {response.status_code}: {error_message(response)}"
+        )
+    try:
+        ids = [entry["id"] for entry in response.json()["data"]]
+    except (ValueError, KeyError, TypeError):
+        raise ServerError(f"{url}/v1/models: no data[].id in {response.text[:200]!r}") from None
+    if not ids or not all(isinstance(i, str) for i in ids):
+        raise ServerError(f"{url}/v1/models lists no model")
+    return ids
+
+
+def list_models(url: str, api_key: str | None = None, timeout: float = 30.0) -> list[str]:
+    """The model ids of GET /v1/models, blocking; a ServerError when it does not answer them."""
+    try:
+        response = httpx.get(f"{_base(url)}/v1/models", headers=auth_headers(api_key),
+                             timeout=timeout)
+    except httpx.TransportError as error:
+        raise ServerError(f"GET {_base(url)}/v1/models failed: {describe(error)}") from None
+    return _model_ids(response, _base(url))
+
+
 # --- a run's client, with retries ---------------------------------------------------------
 
 
@@ -281,7 +412,8 @@ class ServiceClient:
 
     `retries` is how many times a failed /predict is tried again, with exponential back-off
     up to `backoff_max` seconds (0: never). `tool` names the program in the retry notes
-    printed to stderr. `status_hints` as for `post_predict`.
+    printed to stderr. `status_hints` as for `post_predict`. `api_key` is sent as a Bearer
+    token on every request (for /v1/*).
     """
 
     def __init__(
@@ -293,6 +425,7 @@ class ServiceClient:
         backoff_max: float = 30.0,
         tool: str = "llmserve",
         status_hints: Mapping[int, str] | None = None,
+        api_key: str | None = None,
     ) -> None:
         self.url = _base(url)
         self.retries = retries
@@ -303,6 +436,7 @@ class ServiceClient:
             base_url=self.url,
             timeout=httpx.Timeout(timeout, connect=10.0),
             limits=httpx.Limits(max_connections=connections + 2),
+            headers=auth_headers(api_key),  # /predict ignores it; /v1/* needs it when set
         )
 
     async def aclose(self) -> None:
@@ -394,4 +528,27 @@ class ServiceClient:
             with attempt:
                 return await post_predict(self.http, prompt, as_list=as_list,
                                           status_hints=self.status_hints)
+        raise AssertionError("unreachable")
+
+    async def chat(
+        self,
+        messages: Sequence[Message],
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> Prediction:
+        """POST /v1/chat/completions as `post_chat`, retried like `predict()`."""
+        stop = stop_after_attempt(self.retries + 1)
+        async for attempt in self._retrying(f"POST {CHAT_PATH}", stop):
+            with attempt:
+                return await post_chat(self.http, messages, model=model, max_tokens=max_tokens,
+                                       temperature=temperature, status_hints=self.status_hints)
+        raise AssertionError("unreachable")
+
+    async def models(self) -> list[str]:
+        """The model ids of GET /v1/models (a transport error is retried like `predict()`)."""
+        stop = stop_after_attempt(self.retries + 1)
+        async for attempt in self._retrying("GET /v1/models", stop):
+            with attempt:
+                return _model_ids(await self.http.get("/v1/models"), self.url)
         raise AssertionError("unreachable")

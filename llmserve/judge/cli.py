@@ -4,6 +4,7 @@ judge.sh)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +31,12 @@ scores (both always reported, side by side):
   compat  the reference implementation exactly: rouge_score's RougeScorer(["rougeL"]) on
           " ".join(jieba.lcut(text)). Its tokenizer keeps only [a-z0-9] runs, so Chinese
           words are invisible to it: an all-Chinese answer scores 0 even against itself.
+
+api (--api):
+  predict  POST /predict {"prompt": question}, as the grader sends it (default).
+  chat     POST /v1/chat/completions {"messages": [{"role": "user", "content": question}]};
+           the answer is choices[0].message.content, the engine's token count
+           usage.completion_tokens. Not with --batch (lists are a /predict feature).
 
 speed:
   output tokens = each response re-encoded with the served model's tokenizer (from /info's
@@ -85,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--retries", type=int, default=5,
                        help="retries of a failed request, with exponential back-off "
                        "(%(default)s)")
+    where.add_argument("--api", choices=("predict", "chat"), default="predict",
+                       help="score through POST /predict (the grader's) or the OpenAI API's "
+                       "POST /v1/chat/completions, each question one user message "
+                       "(default %(default)s)")
+    where.add_argument("--model", help="with --api chat: the model name to send (default: "
+                       "the first of GET /v1/models)")
+    where.add_argument("--api-key", default=os.environ.get("API_KEY") or None,
+                       help="with --api chat: bearer token for /v1/* (default: $API_KEY)")
 
     data = parser.add_argument_group("data")
     data.add_argument("--data", type=Path, default=DATA_JSONL,
@@ -152,6 +167,10 @@ def _judge(args: argparse.Namespace, out_found: list[Path]) -> int:
 
     if args.batch_size is not None and not args.batch:
         raise LlmserveError("--batch-size needs --batch")
+    if args.api == "chat" and args.batch:
+        raise LlmserveError("--batch sends lists to /predict: it needs --api predict")
+    if args.model is not None and args.api != "chat":
+        raise LlmserveError("--model names the model of /v1/chat/completions: it needs --api chat")
     if args.out is not None:
         out = args.out
     elif args.resume:
@@ -165,7 +184,8 @@ def _judge(args: argparse.Namespace, out_found: list[Path]) -> int:
         timeout=args.timeout, retries=args.retries, wait=args.wait,
         wait_loading=args.wait_loading, resume=args.resume,
         tokenizer=args.tokenizer, scorer=args.scorer, min_score=args.min_score,
-        min_tps=args.min_tps, tps_basis=args.tps_basis,
+        min_tps=args.min_tps, tps_basis=args.tps_basis, api=args.api, model=args.model,
+        api_key=args.api_key,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
     try:

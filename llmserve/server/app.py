@@ -20,9 +20,16 @@ from fastapi.routing import APIRoute
 
 from llmserve.engines import load_engine_factory
 from llmserve.engines.base import EngineFactory, Sampling
+from llmserve.engines.replicas import replicated
 from llmserve.model import ModelNotFound, resolve_model_dir
+from llmserve.server import ui
 from llmserve.server.errors import error_responses, register_error_handlers
-from llmserve.server.limits import BodySizeLimit
+from llmserve.server.openai import routes as openai_routes
+from llmserve.server.openai.errors import openai_error_responses
+from llmserve.server.openai.limits import ShapedBodySizeLimit
+from llmserve.server.openai.models import accepted_names, served_name
+from llmserve.server.openai.openapi import MODELS, generating_openapi
+from llmserve.server.openai.requests import ChatRequest, CompletionRequest
 from llmserve.server.routes import health, predict
 from llmserve.server.schema import health_openapi, predict_openapi
 from llmserve.server.state import Service, State, watch_engine
@@ -68,7 +75,8 @@ def create_app(
     except ModelNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    factory = engine_factory or load_engine_factory(settings.engine)
+    factory = replicated(engine_factory or load_engine_factory(settings.engine),
+                         settings.engine_replicas)
     service = Service(
         settings=settings, model_dir=model_dir, sampling=Sampling.from_settings(settings)
     )
@@ -89,13 +97,28 @@ def create_app(
     # Every route: a body over MAX_BODY_BYTES is a 413, an unknown path or method a 404/405;
     # documented so the fuzzer checks their shape too.
     app.include_router(health.router, responses=error_responses(404, 405, 413))
+    app.include_router(ui.router)  # GET /ui: the chat page (not in the schema)
     app.include_router(
         predict.router, responses=error_responses(400, 404, 405, 413, 422, 503, 504)
     )
-    for route in app.routes:  # the body /predict reads raw, declared for the schema only
-        if isinstance(route, APIRoute) and route.path == "/predict":
-            route.openapi_extra = predict_openapi(settings.max_batch_prompts)
-        elif isinstance(route, APIRoute) and route.path == "/":
-            route.openapi_extra = health_openapi()  # its 503 is the health body
-    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)  # before any parsing
+    # /v1: the OpenAI API, its errors in OpenAI's shape (401 only when API_KEY is set).
+    statuses = (400, *((401,) if settings.api_key else ()), 404, 405, 413, 503, 504)
+    app.include_router(openai_routes.router, responses=openai_error_responses(*statuses))
+    names = sorted({served_name(service), *accepted_names(service)})
+    extras = {  # the bodies these routes read raw, declared for the schema only
+        "/predict": predict_openapi(settings.max_batch_prompts),
+        "/": health_openapi(),  # its 503 is the health body
+        "/v1/chat/completions": generating_openapi(
+            ChatRequest, names, "Chat completion", settings.max_batch_prompts
+        ),
+        "/v1/completions": generating_openapi(
+            CompletionRequest, names, "Text completion", settings.max_batch_prompts
+        ),
+        "/v1/models": MODELS,
+    }
+    for route in app.routes:
+        if isinstance(route, APIRoute) and route.path in extras:
+            route.openapi_extra = extras[route.path]
+    # Before any parsing; its 413 in OpenAI's shape on /v1/*.
+    app.add_middleware(ShapedBodySizeLimit, limit=settings.max_body_bytes)
     return app

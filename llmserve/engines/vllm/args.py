@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 CPU_DEFAULT_MEMORY_UTILIZATION = 0.25  # of NUMA node 0; vLLM's 0.9 does not fit beside the OS
 GPU_DEFAULT_MEMORY_UTILIZATION = 0.9
+# MAX_NUM_SEQS unset: 256 on CPU (the default every CPU figure here was measured with); on a
+# GPU vLLM picks its own (1024 offline on an H200, issue #13), which 256 capped.
+CPU_DEFAULT_MAX_NUM_SEQS = 256
 
 
 def device_type() -> str:
@@ -68,20 +71,27 @@ def engine_kwargs(settings: Settings, model_dir: Path) -> dict[str, Any]:
     utilization = settings.gpu_memory_utilization
     if utilization is None:
         utilization = CPU_DEFAULT_MEMORY_UTILIZATION if on_cpu else GPU_DEFAULT_MEMORY_UTILIZATION
+    # ENGINE_REPLICAS engines share the device: each takes its part of the fraction.
+    utilization /= settings.engine_replicas
     kwargs: dict[str, Any] = {
         "model": str(model_dir),
         "dtype": dtype_choice(settings, model_dir, on_cpu).dtype,
         "max_model_len": settings.max_model_len,
         "gpu_memory_utilization": utilization,
-        "max_num_seqs": settings.max_num_seqs,
         "enable_prefix_caching": settings.enable_prefix_caching,
         "enforce_eager": settings.enforce_eager,
         "tensor_parallel_size": settings.tensor_parallel_size,
+        "pipeline_parallel_size": settings.pipeline_parallel_size,
+        # AsyncLLM: one engine core per rank, balanced by vLLM (settings.py says more).
+        "data_parallel_size": settings.data_parallel_size,
         "quantization": settings.quantization,
         "load_format": settings.load_format,
         "kv_cache_dtype": settings.kv_cache_dtype,
         "speculative_config": speculative_config(settings),
     }
+    max_num_seqs = settings.max_num_seqs or (CPU_DEFAULT_MAX_NUM_SEQS if on_cpu else None)
+    if max_num_seqs is not None:
+        kwargs["max_num_seqs"] = max_num_seqs
     if settings.max_num_batched_tokens is not None:
         kwargs["max_num_batched_tokens"] = settings.max_num_batched_tokens
     if settings.seed is not None:

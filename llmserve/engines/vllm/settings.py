@@ -32,7 +32,12 @@ class VllmEngineSettings(BaseModel):
         description="Fraction of device memory for weights and KV cache (on CPU: of NUMA "
         "node 0 for the KV cache). Unset: 0.9 on GPU, 0.25 on CPU.",
     )
-    max_num_seqs: int = Field(256, gt=0, description="Sequences the engine batches at once.")
+    max_num_seqs: int | None = Field(
+        None,
+        gt=0,
+        description="Sequences the engine batches at once. Unset: 256 on CPU, vLLM's own on "
+        "GPU (1024 offline on an H200, where 256 capped a small model).",
+    )
     max_num_batched_tokens: int | None = Field(
         None, gt=0, description="Tokens per engine step. Unset: vLLM's default."
     )
@@ -41,6 +46,20 @@ class VllmEngineSettings(BaseModel):
         False, description="Skip torch.compile and CUDA graphs: faster start, slower decode."
     )
     tensor_parallel_size: int = Field(1, gt=0, description="GPUs to shard the model over.")
+    pipeline_parallel_size: int = Field(
+        1, gt=0, description="Pipeline stages (GPUs, or nodes with Ray) the layers are split "
+        "over; each stage has TENSOR_PARALLEL_SIZE GPUs."
+    )
+    # vLLM's AsyncLLM with data_parallel_size > 1 (and no external load balancer) starts one
+    # engine-core process per rank, each on its own TENSOR_PARALLEL_SIZE x
+    # PIPELINE_PARALLEL_SIZE GPUs, and its client (DPLBAsyncMPClient) balances requests over
+    # them in this one API process: internal load balancing, no extra servers. Ranks never
+    # share a GPU (for that: ENGINE_REPLICAS). Offline vllm.LLM refuses it in one process,
+    # so the benchmark's offline reference runs one rank.
+    data_parallel_size: int = Field(
+        1, gt=0, description="Data-parallel engine ranks, each a full copy of the model on "
+        "its own GPUs, load-balanced by vLLM inside this one server."
+    )
     quantization: str | None = Field(
         None,
         description="vLLM quantization method (awq, gptq, compressed-tensors, fp8, ...). "

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from llmserve.server.openai.models import served_name
 from llmserve.server.state import ServiceDep
 
 router = APIRouter()
@@ -27,6 +28,7 @@ async def info(service: ServiceDep) -> JSONResponse:
     return JSONResponse(
         {
             "status": service.state.value,
+            "model": served_name(service),  # what /v1/models lists and requests name
             "settings": service.settings.public(),
             "engine": service.engine.facts() if service.engine else None,
             # Load: prompts admitted by /predict and not answered (MAX_WAITING_PROMPTS bounds

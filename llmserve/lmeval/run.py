@@ -1,0 +1,192 @@
+"""One lm-evaluation-harness run against the service: the task file, the `lm_eval` command,
+its process, and the accuracy read back from lm-eval's results JSON.
+
+lm-eval runs in .venv-lmeval as a plain HTTP client of /v1: `local-chat-completions` (chat,
+with --apply_chat_template, few-shot turns as a conversation) or `local-completions` (raw
+few-shot prompt). tokenized_requests=False and no tokenizer backend: nothing is fetched from a
+hub, and generation tasks need no token counts. HF_*_OFFLINE keep datasets and the hub from
+reaching for the network; the task's data is the repository's own GSM8K file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from llmserve.errors import ExitCode, LlmserveError
+from llmserve.harness.venvs import last_error
+from llmserve.paths import GSM8K_TEST, REPO_ROOT
+
+TASKS_DIR = Path(__file__).resolve().parent / "tasks"
+TASK = "gsm8k_llmserve"
+FILTERS = ("strict-match", "flexible-extract")
+Api = Literal["chat", "completions"]
+LM_EVAL_MODEL: dict[str, str] = {"chat": "local-chat-completions",
+                                 "completions": "local-completions"}
+API_PATH: dict[str, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
+OFFLINE_ENV = {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+               "HF_HUB_DISABLE_TELEMETRY": "1"}
+
+
+@dataclass
+class LmEvalConfig:
+    """What `llmserve lmeval` runs; `url` is the service root (http://host:port)."""
+
+    url: str
+    model: str
+    out: Path
+    api: Api = "chat"
+    limit: int | None = None
+    num_concurrent: int = 1
+    max_retries: int = 3
+    max_gen_toks: int = 256  # lm-eval's default for API models (gsm8k sets none)
+    num_fewshot: int | None = None  # None: the task's (5)
+    timeout: int = 600
+    data: Path = GSM8K_TEST
+    extra: list[str] = field(default_factory=list)  # passed to lm_eval as they are
+
+
+def task_yaml(data: Path = GSM8K_TEST) -> dict[str, Any]:
+    """The shipped task config with its data file made absolute (lm_eval may run anywhere)."""
+    config = yaml.safe_load((TASKS_DIR / f"{TASK}.yaml").read_text())
+    if not data.is_file():
+        raise LlmserveError(f"GSM8K data file {str(data)!r} does not exist")
+    config["dataset_kwargs"]["data_files"]["test"] = str(data.resolve())
+    return dict(config)
+
+
+def write_task(folder: Path, data: Path = GSM8K_TEST) -> Path:
+    """Write the task config for this run into `folder` (lm_eval's --include_path)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{TASK}.yaml"
+    path.write_text(yaml.safe_dump(task_yaml(data), sort_keys=False, allow_unicode=True))
+    return folder
+
+
+def model_args(config: LmEvalConfig) -> str:
+    """lm-eval's --model_args for our /v1 endpoint (its values must not hold commas)."""
+    if "," in config.model:
+        raise LlmserveError(f"model name {config.model!r} holds a comma, which lm-eval's "
+                            "--model_args cannot carry")
+    args = {
+        "model": config.model,
+        "base_url": config.url.rstrip("/") + API_PATH[config.api],
+        "num_concurrent": config.num_concurrent,
+        "max_retries": config.max_retries,
+        "tokenized_requests": False,
+        "max_gen_toks": config.max_gen_toks,
+        "timeout": config.timeout,
+    }
+    if config.api == "completions":
+        # "auto" would probe the server for a tokenizer endpoint, then load a HF tokenizer
+        # named by `model` from the hub: neither exists here, and generation needs neither.
+        args["tokenizer_backend"] = None
+    return ",".join(f"{key}={value}" for key, value in args.items())
+
+
+def command(config: LmEvalConfig, lm_eval: Path, include: Path) -> list[str]:
+    """The `lm_eval run ...` argv of this run."""
+    argv = [
+        str(lm_eval), "run",
+        "--model", LM_EVAL_MODEL[config.api],
+        "--model_args", model_args(config),
+        "--tasks", TASK,
+        "--include_path", str(include),
+        "--output_path", str(config.out),
+        "--log_samples",
+    ]
+    if config.api == "chat":
+        argv.append("--apply_chat_template")  # few-shot examples become user/assistant turns
+    if config.limit is not None:
+        argv += ["--limit", str(config.limit)]
+    if config.num_fewshot is not None:
+        argv += ["--num_fewshot", str(config.num_fewshot)]
+    return argv + list(config.extra)
+
+
+def lm_eval_env(api_key: str | None) -> dict[str, str]:
+    """lm_eval's environment: offline, outside the serving venv, the key where lm-eval reads it
+    (its local API models send `Authorization: Bearer $OPENAI_API_KEY`)."""
+    env = {**os.environ, **OFFLINE_ENV}
+    for name in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME"):
+        env.pop(name, None)
+    if api_key:
+        env["OPENAI_API_KEY"] = api_key
+    return env
+
+
+def run_lm_eval(argv: Sequence[str], env: dict[str, str], log: Path, echo: bool = True) -> None:
+    """Run lm_eval, its output into `log` (and to stderr with `echo`); LlmserveError on failure."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as out:
+        out.write("$ " + " ".join(argv) + "\n")
+        out.flush()
+        process = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, errors="replace")
+        assert process.stdout is not None
+        try:
+            for line in process.stdout:
+                out.write(line)
+                if echo:
+                    sys.stderr.write(line)
+        finally:
+            code = process.wait()
+    if code != 0:
+        raise LlmserveError(f"lm_eval exited with code {code}: {last_error(log)} (log: {log})",
+                            ExitCode.FAILED)
+
+
+def results_file(out: Path) -> Path:
+    """The newest results_*.json lm-eval wrote under `out` (it adds a folder per model)."""
+    found = sorted(out.rglob("results_*.json"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise LlmserveError(f"lm_eval wrote no results_*.json under {out}", ExitCode.FAILED)
+    return found[-1]
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """One filter's exact_match of the task."""
+
+    task: str
+    filter: str
+    exact_match: float
+    stderr: float | None
+    samples: int
+
+    def line(self) -> str:
+        spread = f" ± {self.stderr:.4f}" if isinstance(self.stderr, float) else ""
+        return (f"{self.task} {self.filter}: exact_match {self.exact_match:.4f}{spread} "
+                f"(n={self.samples})")
+
+
+def accuracies(results: dict[str, Any], task: str = TASK) -> list[Accuracy]:
+    """exact_match per filter from lm-eval's results JSON; LlmserveError when it holds none."""
+    numbers = results.get("results", {}).get(task)
+    if not isinstance(numbers, dict):
+        raise LlmserveError(f"lm-eval's results hold no task {task!r}", ExitCode.FAILED)
+    samples = results.get("n-samples", {}).get(task, {}).get("effective")
+    found = []
+    for name in FILTERS:
+        value = numbers.get(f"exact_match,{name}")
+        if isinstance(value, int | float):
+            stderr = numbers.get(f"exact_match_stderr,{name}")
+            found.append(Accuracy(task, name, float(value),
+                                  float(stderr) if isinstance(stderr, int | float) else None,
+                                  int(samples) if isinstance(samples, int) else -1))
+    if not found:
+        raise LlmserveError(f"lm-eval's results for {task!r} hold no exact_match",
+                            ExitCode.FAILED)
+    return found
+
+
+def read_results(path: Path) -> dict[str, Any]:
+    return dict(json.loads(path.read_text()))

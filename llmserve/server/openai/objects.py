@@ -1,0 +1,80 @@
+"""OpenAI's response objects, built from the engine's Generation (whole answers) and Delta
+(streamed steps): chat.completion, text_completion, their chunks, and usage."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmserve.engines.base import Generation
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def generation_usage(result: Generation) -> dict[str, int]:
+    return usage(sum(result.prompt_tokens), sum(result.completion_tokens))
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What every object of one answer shares: its id, creation time and model name."""
+
+    model: str
+    chat: bool
+    id: str = ""
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            prefix = "chatcmpl" if self.chat else "cmpl"
+            object.__setattr__(self, "id", f"{prefix}-{uuid.uuid4().hex}")
+
+    def _object(self, kind: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"id": self.id, "object": kind, "created": self.created, "model": self.model,
+                "choices": choices}  # fmt: skip
+
+    def complete(self, result: Generation) -> dict[str, Any]:
+        """The whole answer: chat.completion (one choice) or text_completion (one per prompt)."""
+        if self.chat:
+            choices = [
+                {"index": 0, "message": {"role": "assistant", "content": result.texts[0]},
+                 "logprobs": None, "finish_reason": result.finish_reasons[0] or "stop"}
+            ]  # fmt: skip
+            body = self._object("chat.completion", choices)
+        else:
+            choices = [
+                {"index": i, "text": text, "logprobs": None, "finish_reason": reason or "stop"}
+                for i, (text, reason) in enumerate(
+                    zip(result.texts, result.finish_reasons, strict=True)
+                )
+            ]
+            body = self._object("text_completion", choices)
+        return {**body, "usage": generation_usage(result)}
+
+    def chunk(
+        self, text: str | None = None, finish_reason: str | None = None, role: bool = False
+    ) -> dict[str, Any]:
+        """One streamed step: chat.completion.chunk (a delta) or text_completion (text)."""
+        if self.chat:
+            delta: dict[str, Any] = {"role": "assistant"} if role else {}
+            if text is not None:
+                delta["content"] = text
+            choice = {"index": 0, "delta": delta, "logprobs": None,
+                      "finish_reason": finish_reason}  # fmt: skip
+            return self._object("chat.completion.chunk", [choice])
+        choice = {"index": 0, "text": text or "", "logprobs": None,
+                  "finish_reason": finish_reason}  # fmt: skip
+        return self._object("text_completion", [choice])
+
+    def usage_chunk(self, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+        """stream_options.include_usage: the last chunk before [DONE], with no choices."""
+        kind = "chat.completion.chunk" if self.chat else "text_completion"
+        return {**self._object(kind, []), "usage": usage(prompt_tokens, completion_tokens)}

@@ -1,0 +1,240 @@
+"""The /v1 request bodies as pydantic models, and the per-request Sampling they give.
+
+Strict types (no "0.5" for a number, no 1 for a boolean, no 1.5 for an integer; 604.0 is
+the integer 604, as JSON Schema counts it and as schemathesis sends it), finite
+numbers, OpenAI's ranges. Fields OpenAI clients send that do not change the answer (user,
+metadata, ...) and fields unknown here are ignored; those that would change it and are not
+supported (n > 1, echo, logprobs, best_of > 1) are refused by name, as is text no tokenizer
+accepts (an unpaired surrogate).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from llmserve.engines.base import ChatMessage, Sampling
+from llmserve.server.openai.errors import OpenAIError
+from llmserve.server.schema import SURROGATE, BadRequest, load_json
+
+MAX_STOP = 16  # stop strings a request may carry (OpenAI allows 4; vLLM has no limit)
+# The largest seed: the largest integer a JSON number holds exactly (a client that writes
+# 2**63-1 as a double sends 2**63, one past what torch.Generator.manual_seed takes).
+MAX_SEED = 2**53 - 1
+
+
+def _tokenizable(text: str) -> str:
+    match = SURROGATE.search(text)
+    if match:
+        raise ValueError(f"has an unpaired surrogate at position {match.start()}")
+    return text
+
+
+def _integral(value: Any) -> Any:
+    """A float with no fraction as the int it is (JSON does not tell 604.0 from 604)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Integral = BeforeValidator(_integral)
+# Bounds before the validator: after it, pydantic writes them to the schema as `ge`, not
+# `minimum`, and schema-driven clients ignore them.
+AtLeast1 = Annotated[int, Field(ge=1), Integral]
+Text = Annotated[str, AfterValidator(_tokenizable)]
+StopText = Annotated[str, Field(min_length=1), AfterValidator(_tokenizable)]
+PromptText = StopText  # an empty raw prompt has no token for the model to read
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class TextPart(Strict):
+    """OpenAI's content part `{"type": "text", "text": ...}` (the only kind served here)."""
+
+    type: Literal["text"]
+    text: Text
+
+
+class Message(Strict):
+    """One chat turn. "developer" is OpenAI's newer name for "system"."""
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: Text | list[TextPart]
+
+    def chat_message(self) -> ChatMessage:
+        text = (
+            self.content
+            if isinstance(self.content, str)
+            else "".join(part.text for part in self.content)
+        )
+        role = "system" if self.role == "developer" else self.role
+        return {"role": role, "content": text}
+
+
+class StreamOptions(Strict):
+    include_usage: bool = False
+
+
+class Common(Strict):
+    """What chat and completions requests share."""
+
+    model: str | None = Field(
+        None, description="The served model's name (GET /v1/models); absent: that one."
+    )
+    max_tokens: AtLeast1 | None = Field(
+        None, description="Output tokens at most; lowered to what MAX_MODEL_LEN leaves."
+    )
+    temperature: float | None = Field(None, ge=0, le=2, allow_inf_nan=False)
+    top_p: float | None = Field(None, gt=0, le=1, allow_inf_nan=False)
+    top_k: Annotated[int, Field(ge=-1), Integral] | None = Field(
+        None, description="vLLM's extension; 0 or -1 disables it."
+    )
+    frequency_penalty: float | None = Field(None, ge=-2, le=2, allow_inf_nan=False)
+    presence_penalty: float | None = Field(None, ge=-2, le=2, allow_inf_nan=False)
+    repetition_penalty: float | None = Field(
+        None, gt=0, le=100, allow_inf_nan=False, description="vLLM's extension; 1 disables it."
+    )
+    stop: StopText | Annotated[list[StopText], Field(max_length=MAX_STOP)] | None = None
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED), Integral] | None = None
+    ignore_eos: bool | None = Field(
+        None, description="vLLM's extension: generate max_tokens even past end-of-sequence."
+    )
+    n: AtLeast1 | None = Field(None, description="Only 1 is served: more is a 400.")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+    def output_limit(self) -> int | None:
+        return self.max_tokens
+
+    def unsupported(self) -> None:
+        """OpenAIError for a field whose value is valid but not served."""
+        if self.n is not None and self.n > 1:
+            raise OpenAIError(400, f"n={self.n} is not supported: one choice per request", "n")
+
+    def sampling(self, defaults: Sampling, max_model_len: int) -> Sampling:
+        """The service's defaults with this request's values on top."""
+        changes: dict[str, Any] = {}
+        limit = self.output_limit()
+        if limit is not None:  # more than MAX_MODEL_LEN can never be generated
+            changes["max_tokens"] = min(limit, max_model_len)
+        for name in (
+            "temperature", "top_p", "frequency_penalty", "presence_penalty",
+            "repetition_penalty", "seed", "ignore_eos",
+        ):  # fmt: skip
+            value = getattr(self, name)
+            if value is not None:
+                changes[name] = value
+        if self.top_k is not None:
+            changes["top_k"] = max(self.top_k, 0)
+        if self.stop is not None:
+            changes["stop"] = [self.stop] if isinstance(self.stop, str) else self.stop
+        return defaults.replace(**changes)
+
+    @property
+    def include_usage(self) -> bool:
+        return self.stream_options is not None and self.stream_options.include_usage
+
+
+R = TypeVar("R", bound=Common)
+
+
+class ChatRequest(Common):
+    """POST /v1/chat/completions."""
+
+    messages: list[Message] = Field(min_length=1)
+    max_completion_tokens: AtLeast1 | None = Field(
+        None, description="OpenAI's newer name for max_tokens; wins over it."
+    )
+    logprobs: bool | None = Field(None, description="Not served: true is a 400.")
+
+    def output_limit(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+    def unsupported(self) -> None:
+        super().unsupported()
+        if self.logprobs:
+            raise OpenAIError(400, "logprobs is not supported", "logprobs")
+
+    def conversation(self) -> list[ChatMessage]:
+        return [message.chat_message() for message in self.messages]
+
+
+class CompletionRequest(Common):
+    """POST /v1/completions: the prompt is sent as it is, without the chat template."""
+
+    prompt: PromptText | Annotated[list[PromptText], Field(min_length=1)]
+    echo: bool | None = Field(None, description="Not served: true is a 400.")
+    logprobs: Annotated[int, Field(ge=0), Integral] | None = Field(
+        None, description="Not served: above 0 is a 400."
+    )
+    best_of: AtLeast1 | None = Field(None, description="Only 1 is served: more is a 400.")
+
+    def unsupported(self) -> None:
+        super().unsupported()
+        if self.echo:
+            raise OpenAIError(400, "echo is not supported", "echo")
+        if self.best_of is not None and self.best_of > 1:
+            raise OpenAIError(400, f"best_of={self.best_of} is not supported", "best_of")
+        if self.logprobs:
+            raise OpenAIError(400, "logprobs is not supported", "logprobs")
+
+    @property
+    def prompts(self) -> list[str]:
+        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+
+
+# Pydantic's names for the member of a union an error is about: left out of a field's path.
+_UNION_TAG = ("str", "int", "bool", "float", "list[", "function-", "constrained-", "literal[")
+
+
+def _parts(loc: tuple[int | str, ...]) -> list[int | str]:
+    return [p for p in loc if isinstance(p, int) or not p.startswith(_UNION_TAG)]
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in _parts(loc):
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else part
+    return path
+
+
+def _shown(value: Any) -> str:
+    text = ascii(value)  # no unpaired surrogate reaches the JSON encoder
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def parse_body(body: bytes, model: type[R]) -> R:
+    """The request, or OpenAIError 400 naming the field at fault (`param`: its top-level
+    name; the message: its path, what is wrong and the value). The JSON is read by
+    load_json, which refuses what json.loads accepts but nothing downstream can handle."""
+    try:
+        data = load_json(body)
+    except BadRequest as error:
+        raise OpenAIError(400, str(error)) from None
+    if not isinstance(data, dict):
+        raise OpenAIError(400, f"body must be a JSON object, got {type(data).__name__}")
+    try:
+        request = model.model_validate(data)
+    except ValidationError as error:
+        # The deepest problem; for a union (a string or a list), the member that got furthest,
+        # and among equals one that is not a mere type mismatch (a too long list says more).
+        problems = error.errors(include_url=False)
+        first = max(
+            problems,
+            key=lambda p: (len(_parts(tuple(p["loc"]))), not str(p["type"]).endswith("_type")),
+        )
+        loc = tuple(first["loc"])
+        path = _path(loc) or "body"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if first["type"] == "string_unicode":  # pydantic's own check, before _tokenizable
+            message = "has an unpaired surrogate (not valid Unicode)"
+        got = "" if first["type"] == "missing" else f" (got {_shown(first.get('input'))})"
+        raise OpenAIError(400, f"{path}: {message}{got}", str(loc[0]) if loc else None) from None
+    request.unsupported()
+    return request

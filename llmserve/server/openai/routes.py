@@ -1,0 +1,124 @@
+"""The /v1 endpoints on the engine /predict uses: chat completions, completions, models.
+
+Each request goes through what /predict's does: admission (MAX_WAITING_PROMPTS), a
+generation cancelled when the client goes or REQUEST_TIMEOUT passes (guard.py), and the
+app's handlers for a too long prompt or a dead engine. Requests to both endpoints enter the
+same engine, which batches them together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import ExitStack
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+
+from llmserve.engines.base import Delta, Engine, Prompt, RawText, Sampling
+from llmserve.server.openai.auth import require_key
+from llmserve.server.openai.errors import OpenAIError, openai_error
+from llmserve.server.openai.models import check_model, model_card
+from llmserve.server.openai.objects import Answer
+from llmserve.server.openai.requests import ChatRequest, Common, CompletionRequest, parse_body
+from llmserve.server.openai.streaming import EventStream, close, events, first_delta
+from llmserve.server.routes.guard import (
+    CLIENT_CLOSED,
+    RETRY_AFTER_S,
+    ClientGone,
+    TimedOut,
+    generate,
+    guarded,
+)
+from llmserve.server.routes.predict import timing_headers
+from llmserve.server.state import EngineDep, Overloaded, Service, ServiceDep
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])
+
+
+@router.get("/models")
+async def list_models(service: ServiceDep) -> dict[str, Any]:
+    created = int(service.model_dir.stat().st_mtime) if service.model_dir.exists() else 0
+    return {"object": "list", "data": [model_card(service, created)]}
+
+
+@router.post("/chat/completions")
+async def chat_completions(
+    request: Request, service: ServiceDep, engine: EngineDep
+) -> Response:
+    body = parse_body(await request.body(), ChatRequest)
+    answer = Answer(check_model(service, body.model), chat=True)
+    return await respond(request, service, engine, body, answer, [body.conversation()])
+
+
+@router.post("/completions")
+async def completions(request: Request, service: ServiceDep, engine: EngineDep) -> Response:
+    body = parse_body(await request.body(), CompletionRequest)
+    answer = Answer(check_model(service, body.model), chat=False)
+    limit = service.settings.max_batch_prompts
+    if len(body.prompts) > limit:
+        raise OpenAIError(
+            400, f"prompt has {len(body.prompts)} items; at most {limit} (MAX_BATCH_PROMPTS)",
+            "prompt",
+        )  # fmt: skip
+    if body.stream and len(body.prompts) > 1:
+        raise OpenAIError(400, "stream=true takes one prompt, not a list", "stream")
+    prompts: list[Prompt] = [RawText(text) for text in body.prompts]
+    return await respond(request, service, engine, body, answer, prompts)
+
+
+async def respond(
+    request: Request,
+    service: Service,
+    engine: Engine,
+    body: Common,
+    answer: Answer,
+    prompts: list[Prompt],
+) -> Response:
+    """Generate `prompts` (admitted, guarded) and answer whole or as a stream."""
+    sampling = body.sampling(service.sampling, service.settings.max_model_len)
+    timeout = service.settings.request_timeout
+    try:
+        with ExitStack() as admission:
+            admission.enter_context(service.admit(len(prompts)))
+            if body.stream:
+                return await start_stream(
+                    request, engine, sampling, timeout, answer, prompts[0], body, admission
+                )
+            result = await guarded(request, generate(engine, prompts, sampling), timeout)
+    except Overloaded as exc:
+        return openai_error(503, str(exc), headers={"Retry-After": str(RETRY_AFTER_S)})
+    except ClientGone:
+        return Response(status_code=CLIENT_CLOSED)
+    except TimedOut as exc:
+        return openai_error(504, str(exc))
+    return JSONResponse(answer.complete(result), headers=timing_headers(result))
+
+
+async def start_stream(
+    request: Request,
+    engine: Engine,
+    sampling: Sampling,
+    timeout: float | None,
+    answer: Answer,
+    prompt: Prompt,
+    body: Common,
+    admission: ExitStack,
+) -> Response:
+    """Read the first delta here (errors still get their status), then hand the stream and
+    the admission to the response, which releases both when it ends."""
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    stream = engine.stream(prompt, sampling)
+    first: Delta | None = await guarded(request, first_delta(engine, stream), timeout)
+    held = admission.pop_all()
+
+    async def cleanup() -> None:
+        try:
+            await close(body_events)
+            await close(stream)
+        finally:
+            held.close()
+
+    body_events = events(answer, first, stream, engine, body.include_usage, deadline)
+    return EventStream(body_events, cleanup)

@@ -1,0 +1,110 @@
+"""Server-sent events for stream=true: `data: <chunk JSON>\n\n` per step, `data: [DONE]\n\n`
+at the end.
+
+The first delta is awaited by the route (so a too long prompt, a gone client or a dead
+engine still get a status code); EventStream sends the rest. When the client disconnects,
+Starlette cancels the sending task, and the cancellation reaches the engine stream's await
+(vLLM aborts a cancelled request). Whatever happens, EventStream's cleanup closes the engine
+stream and releases the request's admission once the response ends: no orphan generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from llmserve.engines.base import Delta, Engine
+from llmserve.server.openai.errors import error_body
+from llmserve.server.openai.objects import Answer
+from llmserve.server.routes.guard import engine_failure
+
+DONE = "data: [DONE]\n\n"
+
+
+def event(data: dict[str, Any]) -> str:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+async def next_delta(stream: AsyncIterator[Delta]) -> Delta | None:
+    return await anext(stream, None)
+
+
+async def first_delta(engine: Engine, stream: AsyncIterator[Delta]) -> Delta | None:
+    """The stream's first delta; an engine that died without saying so raises EngineDead."""
+    try:
+        return await next_delta(stream)
+    except Exception as error:
+        failure = engine_failure(engine, error)
+        if failure is error:
+            raise
+        raise failure from error
+
+
+async def close(stream: AsyncIterator[Any]) -> None:
+    """Close an async generator now (a stream of the Engine Protocol is one)."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+async def events(
+    answer: Answer,
+    first: Delta | None,
+    stream: AsyncIterator[Delta],
+    engine: Engine,
+    include_usage: bool,
+    deadline: float | None,
+) -> AsyncIterator[str]:
+    """The chunks of one streamed answer, starting from its already read first delta. Past
+    `deadline` (loop time; REQUEST_TIMEOUT) or on an engine failure: an error event, then
+    [DONE]."""
+    if answer.chat:
+        yield event(answer.chunk("", role=True))
+    delta = first
+    prompt_tokens = completion_tokens = 0
+    try:
+        while delta is not None:
+            prompt_tokens, completion_tokens = delta.prompt_tokens, delta.output_tokens
+            if delta.text:
+                yield event(answer.chunk(delta.text))
+            if delta.finished:
+                break
+            async with asyncio.timeout_at(deadline):
+                delta = await next_delta(stream)
+        reason = delta.finish_reason if delta is not None else "stop"
+        yield event(answer.chunk(finish_reason=reason))
+        if include_usage:
+            yield event(answer.usage_chunk(prompt_tokens, completion_tokens))
+    except TimeoutError:
+        yield event(error_body(504, "request took longer than REQUEST_TIMEOUT; aborted"))
+    except Exception as error:  # the status line is sent: the error can only be an event
+        failure = engine_failure(engine, error)
+        yield event(error_body(503 if engine.dead else 500, f"{type(failure).__name__}: "
+                               f"{failure}"))  # fmt: skip
+    yield DONE
+
+
+class EventStream(StreamingResponse):
+    """text/event-stream whose `cleanup` always runs when the response ends, also when the
+    client went away before the first byte was sent."""
+
+    def __init__(
+        self, body: AsyncIterator[str], cleanup: Callable[[], Awaitable[None]]
+    ) -> None:
+        super().__init__(
+            body,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self.cleanup = cleanup
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.cleanup()

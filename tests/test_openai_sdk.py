@@ -1,0 +1,143 @@
+"""The OpenAI-compatible API with a real client (the openai SDK) against the real engine: the
+session server (tests/conftest.py: real vLLM, real model, real uvicorn on a free port)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import Server
+
+pytestmark = pytest.mark.engine
+
+QUESTION = [{"role": "user", "content": "Name three colors."}]
+
+
+@pytest.fixture(scope="module")
+def model(server: Server) -> str:
+    with server.client() as http:
+        return str(http.get("/info").json()["model"])
+
+
+@pytest.fixture
+def sdk(server: Server) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="EMPTY", max_retries=0,
+                       timeout=300) as client:  # fmt: skip
+        yield client
+
+
+def unfinished(http: httpx.Client) -> int:
+    return int(http.get("/info").json()["load"]["engine_unfinished"])
+
+
+def test_models_list(sdk: openai.OpenAI, model: str) -> None:
+    (card,) = sdk.models.list().data
+    assert card.id == model and card.object == "model"
+
+
+def test_chat_with_and_without_streaming(sdk: openai.OpenAI, model: str) -> None:
+    whole = sdk.chat.completions.create(
+        model=model, messages=QUESTION, max_tokens=24, temperature=0  # type: ignore[arg-type]
+    )
+    text = whole.choices[0].message.content
+    assert text and text.strip()
+    assert whole.usage is not None and 0 < whole.usage.completion_tokens <= 24
+    chunks = list(
+        sdk.chat.completions.create(
+            model=model, messages=QUESTION, max_tokens=24, temperature=0,  # type: ignore[arg-type]
+            stream=True, stream_options={"include_usage": True},
+        )
+    )  # fmt: skip
+    assert chunks[0].choices[0].delta.role == "assistant"
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == text  # greedy: the same tokens, streamed
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+    assert chunks[-1].usage.prompt_tokens == whole.usage.prompt_tokens
+    assert chunks[-2].choices[0].finish_reason == whole.choices[0].finish_reason
+
+
+def test_completions_are_raw(sdk: openai.OpenAI, model: str) -> None:
+    """A completion prompt is not templated: fewer prompt tokens than the same text as a chat
+    turn (the template adds its role markers), and a list answers each prompt in order."""
+    prompt = "The capital of France is"
+    one = sdk.completions.create(model=model, prompt=prompt, max_tokens=8, temperature=0)
+    chat = sdk.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": prompt}], max_tokens=1
+    )
+    assert one.usage is not None and chat.usage is not None
+    assert one.usage.prompt_tokens < chat.usage.prompt_tokens
+    assert one.choices[0].text.strip()
+    listed = sdk.completions.create(
+        model=model, prompt=[prompt, "1, 2, 3,"], max_tokens=8, temperature=0
+    )
+    assert [c.index for c in listed.choices] == [0, 1]
+    assert listed.choices[0].text == one.choices[0].text
+    streamed = sdk.completions.create(
+        model=model, prompt=prompt, max_tokens=8, temperature=0, stream=True
+    )
+    assert "".join(c.choices[0].text for c in streamed if c.choices) == one.choices[0].text
+
+
+def test_a_streaming_client_that_leaves_stops_the_engine(server: Server, model: str) -> None:
+    """A stream of up to ~1000 tokens (ignore_eos: it cannot end early by itself) is read for
+    a few chunks, then the client disconnects: the engine drops the request (its unfinished
+    count returns to 0) instead of generating the rest."""
+    body = {
+        "model": model, "prompt": "Count: 1, 2, 3,", "max_tokens": 1000, "ignore_eos": True,
+        "temperature": 0, "stream": True,
+    }  # fmt: skip
+    with server.client() as http:
+        assert unfinished(http) == 0
+        with (
+            httpx.Client(base_url=server.url, timeout=300) as streaming,
+            streaming.stream("POST", "/v1/completions", json=body) as response,
+        ):
+            assert response.status_code == 200
+            received = 0
+            for line in response.iter_lines():
+                if line.startswith("data: {"):
+                    json.loads(line.removeprefix("data: "))
+                    received += 1
+                if received == 5:
+                    break
+            assert unfinished(http) == 1  # the request is generating
+        # The connection is closed here. Polled on the counter; the bound only keeps a broken
+        # abort from hanging the suite (the ~1000 tokens would hold the engine far longer).
+        deadline = time.monotonic() + 60
+        while unfinished(http) != 0:
+            assert time.monotonic() < deadline, "the engine kept generating for a gone client"
+            time.sleep(0.05)
+        assert http.get("/").status_code == 200
+
+
+def test_predict_and_chat_at_once(server: Server, sdk: openai.OpenAI, model: str) -> None:
+    """Both endpoints share the engine: concurrent requests to both are served (together, by
+    the engine's continuous batching), with the answers each gives alone."""
+    prompt = "What is 2 + 2?"
+
+    def predict() -> str:
+        with server.client() as http:
+            response = http.post("/predict", json={"prompt": prompt})
+            assert response.status_code == 200, response.text
+            return str(response.json()["response"])
+
+    def chat() -> str:
+        reply = sdk.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": prompt}],
+            max_tokens=32, temperature=0,
+        )  # fmt: skip
+        return reply.choices[0].message.content or ""
+
+    alone = predict(), chat()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        futures = [pool.submit(f) for f in (predict, chat) * 4]
+        together = [f.result() for f in futures]
+    assert together == [*alone] * 4
+    assert alone[0] == alone[1]  # the same template, sampling and MAX_NEW_TOKENS=32
