@@ -186,6 +186,23 @@ def _payload(prompt: Prompts, as_list: bool | None) -> tuple[dict[str, Any], int
     return {"prompt": prompts if listed else prompts[0]}, len(prompts), listed
 
 
+def _check_status(
+    response: httpx.Response, url: str, path: str, status_hints: Mapping[int, str]
+) -> None:
+    """RetryableStatus for a status worth retrying, ServerError (with its hint) for any other
+    that is not 200."""
+    if response.status_code in RETRY_STATUSES:
+        raise RetryableStatus(
+            f"POST {path} is {response.status_code}: {error_message(response)}"
+        )
+    if response.status_code != 200:
+        hint = status_hints.get(response.status_code)
+        raise ServerError(
+            f"POST {url}{path} is {response.status_code}: {error_message(response)}"
+            + (f" ({hint})" if hint else "")
+        )
+
+
 def _prediction(
     response: httpx.Response,
     url: str,
@@ -195,16 +212,7 @@ def _prediction(
     latency: float,
     status_hints: Mapping[int, str],
 ) -> Prediction:
-    if response.status_code in RETRY_STATUSES:
-        raise RetryableStatus(
-            f"POST /predict is {response.status_code}: {error_message(response)}"
-        )
-    if response.status_code != 200:
-        hint = status_hints.get(response.status_code)
-        raise ServerError(
-            f"POST {url}/predict is {response.status_code}: {error_message(response)}"
-            + (f" ({hint})" if hint else "")
-        )
+    _check_status(response, url, "/predict", status_hints)
     return Prediction(
         responses=_responses(response, url, count, listed),
         latency_s=latency,
@@ -306,16 +314,7 @@ def _chat_prediction(
     latency: float,
     status_hints: Mapping[int, str],
 ) -> Prediction:
-    if response.status_code in RETRY_STATUSES:
-        raise RetryableStatus(
-            f"POST {CHAT_PATH} is {response.status_code}: {error_message(response)}"
-        )
-    if response.status_code != 200:
-        hint = status_hints.get(response.status_code)
-        raise ServerError(
-            f"POST {url}{CHAT_PATH} is {response.status_code}: {error_message(response)}"
-            + (f" ({hint})" if hint else "")
-        )
+    _check_status(response, url, CHAT_PATH, status_hints)
     try:
         body = response.json()
         content = body["choices"][0]["message"]["content"]
