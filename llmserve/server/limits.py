@@ -87,9 +87,12 @@ class BodySizeLimit:
                 raise
             await self._refuse(send, str(error))
 
-    @staticmethod
-    async def _refuse(send: Send, message: str) -> None:
-        body = json.dumps({"error": message}).encode()
+    def error_payload(self, message: str) -> dict[str, Any]:
+        """The 413's JSON body (the app's error shape; a subclass may answer another)."""
+        return {"error": message}
+
+    async def _refuse(self, send: Send, message: str) -> None:
+        body = json.dumps(self.error_payload(message)).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -4,8 +4,8 @@ so its 413 body is reshaped here for /v1 paths."""
 
 from __future__ import annotations
 
-import json
 from contextvars import ContextVar
+from typing import Any
 
 from llmserve.server.limits import BodySizeLimit, Receive, Scope, Send
 from llmserve.server.openai.errors import error_body, is_openai_path
@@ -27,21 +27,7 @@ class ShapedBodySizeLimit(BodySizeLimit):
         finally:
             _OPENAI_REQUEST.reset(token)
 
-    @staticmethod
-    async def _refuse(send: Send, message: str) -> None:
+    def error_payload(self, message: str) -> dict[str, Any]:
         if not _OPENAI_REQUEST.get():
-            await BodySizeLimit._refuse(send, message)
-            return
-        body = json.dumps(error_body(413, message)).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),  # the unread rest of the body is not wanted
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+            return super().error_payload(message)
+        return error_body(413, message)
