@@ -14,6 +14,7 @@ export CACHE_DIR='~/.cache/llmserve'
 export ENGINE='vllm'
 export MAX_MODEL_LEN='2048'
 export ENGINE_REPLICAS='1'
+export REPLICA_LAYOUT='process'
 export DTYPE='auto'
 unset GPU_MEMORY_UTILIZATION
 unset MAX_NUM_SEQS

@@ -76,6 +76,12 @@ class EngineSettings(BaseModel):
         "goes to the least-loaded one, a list is split across them. More than 1 pays where "
         "one engine's scheduling leaves the device idle (a small model on a GPU).",
     )
+    replica_layout: Literal["process", "shared"] = Field(
+        "process",
+        description="Where ENGINE_REPLICAS run: process = each in a worker process of its "
+        "own behind the API process (its own interpreter for output handling); shared = all "
+        "in the API process. Measured on a GPU: see the README's Engine replicas.",
+    )
 
 
 class SamplingSettings(BaseModel):

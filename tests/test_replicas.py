@@ -18,7 +18,7 @@ import httpx
 import psutil
 import pytest
 
-from llmserve.engines.base import EngineDead, Generation
+from llmserve.engines.base import EngineDead, Generation, PromptTooLong
 from llmserve.engines.replicas import ReplicatedEngine, merge, replicated, split
 from llmserve.server.app import create_app
 from llmserve.settings import Settings
@@ -56,6 +56,14 @@ def test_a_list_is_split_across_replicas_and_put_back_in_order(tmp_path: Path) -
     assert result.texts == [f"echo: q{n}" for n in range(7)]
     assert [call.prompts for call in engines[0].calls] == [prompts[:4]]
     assert [call.prompts for call in engines[1].calls] == [prompts[4:]]
+
+
+def test_a_too_long_prompt_is_named_by_its_place_in_the_whole_list(tmp_path: Path) -> None:
+    engine = ReplicatedEngine(fakes(tmp_path))
+    long = " ".join(["word"] * 2000)  # over the fakes' MAX_MODEL_LEN, in words
+    with pytest.raises(PromptTooLong) as caught:
+        asyncio.run(engine.generate(["a", "b", "c", "d", long, "f"]))  # slice 2 is 3 items in
+    assert caught.value.index == 4 and str(caught.value).startswith("prompt[4] ")
 
 
 def test_a_request_goes_to_the_less_loaded_replica(tmp_path: Path) -> None:
@@ -155,13 +163,21 @@ def engine_cores(server_pid: int) -> list[psutil.Process]:
 
 
 @pytest.mark.engine
-def test_two_real_replicas(tmp_path: Path) -> None:
-    server = start_server(tmp_path, "replicas", ENGINE_REPLICAS="2", **LONG_ENV)
+@pytest.mark.parametrize("layout", ["process", "shared"])
+def test_two_real_replicas(tmp_path: Path, layout: str) -> None:
+    server = start_server(
+        tmp_path, "replicas", ENGINE_REPLICAS="2", REPLICA_LAYOUT=layout, **LONG_ENV
+    )
     try:
         with httpx.Client(base_url=server.url, timeout=300) as http:
             info = http.get("/info").json()
             assert len(info["engine"]["replicas"]) == 2
             assert len(engine_cores(server.process.pid)) == 2
+            workers = [
+                p for p in psutil.Process(server.process.pid).children()
+                if "llmserve.engines.process.worker" in " ".join(p.cmdline())
+            ]  # fmt: skip
+            assert len(workers) == (2 if layout == "process" else 0)
             # Order and content: a list split over both equals each prompt asked alone
             # (greedy, float32). Short answers through /v1/completions' per-request max_tokens;
             # LONG_ENV's 512 tokens are for the requests in flight when a replica is killed.
@@ -208,5 +224,10 @@ def test_two_real_replicas(tmp_path: Path) -> None:
             assert after.status_code == 200 and len(after.json()["response"]) == 2
             rows = http.get("/info").json()["engine"]["replicas"]
             assert sorted(r["dead"] for r in rows) == [False, True]
+        if layout == "process":  # a server killed outright leaves no worker behind
+            survivors = [*workers, *engine_cores(server.process.pid)]
+            server.process.process.kill()  # the API process alone (SIGKILL), not its group
+            _, alive = psutil.wait_procs(survivors, timeout=120)
+            assert not alive, alive
     finally:
         server.process.stop()

@@ -33,6 +33,7 @@ from llmserve.engines.base import (
     EngineFactory,
     Generation,
     Prompt,
+    PromptTooLong,
     Sampling,
 )
 
@@ -87,10 +88,20 @@ class ReplicatedEngine:
             replica.load -= prompts
 
     async def _generate_on(
-        self, replica: Replica, prompts: Sequence[Prompt], sampling: Sampling | None
+        self,
+        replica: Replica,
+        prompts: Sequence[Prompt],
+        sampling: Sampling | None,
+        offset: int = 0,
     ) -> Generation:
+        """`prompts` (the list's items from `offset` on) generated on `replica`."""
         with self._holding(replica, len(prompts)):
-            return await replica.engine.generate(prompts, sampling)
+            try:
+                return await replica.engine.generate(prompts, sampling)
+            except PromptTooLong as exc:  # name the prompt by its place in the whole list
+                if not offset:
+                    raise
+                raise PromptTooLong(exc.index + offset, exc.tokens, exc.limit) from None
 
     async def generate(
         self, prompts: Sequence[Prompt], sampling: Sampling | None = None
@@ -101,9 +112,10 @@ class ReplicatedEngine:
         # Least-loaded replicas take the first (and, when uneven, the larger) slices.
         live.sort(key=lambda r: (r.load, unfinished(r.engine), r.index))
         slices = split(list(prompts), len(live))
+        offsets = [sum(len(part) for part in slices[:i]) for i in range(len(slices))]
         tasks = [
-            asyncio.create_task(self._generate_on(r, part, sampling))
-            for r, part in zip(live, slices, strict=True)
+            asyncio.create_task(self._generate_on(r, part, sampling, offset))
+            for r, part, offset in zip(live, slices, offsets, strict=True)
             if part
         ]
         try:
@@ -228,3 +240,17 @@ def replicated(factory: EngineFactory, replicas: int) -> EngineFactory:
         return ReplicatedEngine(engines)
 
     return build
+
+
+def replica_factory(settings: Settings, factory: EngineFactory | None = None) -> EngineFactory:
+    """The app's engine factory for ENGINE_REPLICAS and REPLICA_LAYOUT: `factory` (default:
+    the ENGINE setting's) replicated in the API process, or, for REPLICA_LAYOUT=process and
+    the ENGINE setting's own engine, one worker process per replica (ProcessEngine; a given
+    `factory`, e.g. a test's fake, cannot be rebuilt in another process)."""
+    from llmserve.engines import load_engine_factory
+
+    if settings.engine_replicas > 1 and settings.replica_layout == "process" and factory is None:
+        from llmserve.engines.process.client import ProcessEngine
+
+        return replicated(ProcessEngine, settings.engine_replicas)
+    return replicated(factory or load_engine_factory(settings.engine), settings.engine_replicas)

@@ -58,6 +58,7 @@ class ServerProcess:
         log_path: Path | None = None,
         cwd: Path = REPO_ROOT,
         start_timeout: float = 900.0,
+        inherit_output: bool = False,
     ) -> None:
         self.command = list(command)
         self.health_url = health_url
@@ -66,6 +67,7 @@ class ServerProcess:
         self.log_offset = 0
         self.cwd = cwd
         self.start_timeout = start_timeout
+        self.inherit_output = inherit_output  # True: its output goes where ours goes
         self.process: subprocess.Popen[bytes] | None = None
         self.health_codes: list[int] = []  # what / answered while we waited, for diagnosis
 
@@ -73,19 +75,23 @@ class ServerProcess:
         if self.log_path:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        log: Any = subprocess.DEVNULL
+        if self.inherit_output:
+            log = None
+        elif self.log_path:
+            log = open(self.log_path, "ab")  # noqa: SIM115
         try:
             self.process = subprocess.Popen(
                 self.command,
                 env=self.env,
                 cwd=self.cwd,
                 stdout=log,
-                stderr=subprocess.STDOUT,
+                stderr=None if self.inherit_output else subprocess.STDOUT,
                 start_new_session=True,  # its own process group: stop() kills only what we own
             )
         finally:
-            if self.log_path:
-                log.close()  # type: ignore[union-attr]
+            if log not in (None, subprocess.DEVNULL):
+                log.close()
         try:
             self.wait_healthy()
         except BaseException:  # Ctrl-C or SIGTERM while waiting: leave nothing running

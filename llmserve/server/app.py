@@ -18,9 +18,8 @@ from typing import NoReturn
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from llmserve.engines import load_engine_factory
 from llmserve.engines.base import EngineFactory, Sampling
-from llmserve.engines.replicas import replicated
+from llmserve.engines.replicas import replica_factory
 from llmserve.model import ModelNotFound, resolve_model_dir
 from llmserve.server import ui
 from llmserve.server.errors import error_responses, register_error_handlers
@@ -75,8 +74,7 @@ def create_app(
     except ModelNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    factory = replicated(engine_factory or load_engine_factory(settings.engine),
-                         settings.engine_replicas)
+    factory = replica_factory(settings, engine_factory)
     service = Service(
         settings=settings, model_dir=model_dir, sampling=Sampling.from_settings(settings)
     )

@@ -1,0 +1,136 @@
+"""ProcessEngine: an Engine whose engine runs in a worker process (llmserve.engines.process.worker),
+reached over loopback HTTP. What ENGINE_REPLICAS uses under REPLICA_LAYOUT=process.
+
+Each worker is a whole Python process with its own GIL: its engine's output handling
+(detokenizing, building outputs, per step and request) no longer shares one interpreter with
+the other replicas and the HTTP front, which is where several engines in the API process
+stalled (see llmserve/engines/replicas.py for the measurements).
+
+`unfinished` counts the prompts this client has in flight on the worker (a sync property must
+not do I/O); the worker's own engine count is on its GET /health. `dead` is true once the
+worker process ended, answered EngineDead, or dropped a connection mid-request; the in-flight
+requests then fail with EngineDead at once (the dispatcher's fast 503).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from llmserve.engines.base import Delta, EngineDead, EngineError, Generation, Prompt, Sampling
+from llmserve.engines.process import wire
+from llmserve.harness.launch import ServerProcess, free_port
+
+if TYPE_CHECKING:
+    from llmserve.settings import Settings
+
+WORKER = "llmserve.engines.process.worker"
+
+
+class ProcessEngine:
+    """One engine replica in its own process (see the module docstring). Building it starts
+    the worker and returns once its engine is ready (an EngineError, with the worker's exit
+    code, if it fails to start)."""
+
+    def __init__(self, settings: Settings, model_dir: Path) -> None:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        command = [sys.executable, "-m", WORKER, "--port", str(port),
+                   "--model-dir", str(model_dir), "--parent-pid", str(os.getpid())]  # fmt: skip
+        # Its output goes to ours (the engine's log lines), its cwd is ours (relative paths in
+        # the settings mean the same), its environment ours: the same settings.
+        self.worker = ServerProcess(
+            command, f"{self.url}/health", cwd=Path.cwd(), inherit_output=True
+        )
+        self.worker.what = "engine replica process"
+        try:
+            self.worker.start()
+        except Exception as exc:
+            raise EngineError(str(exc)) from exc
+        self._facts: dict[str, Any] = httpx.get(f"{self.url}/facts", timeout=60).json()
+        # No pool limit: every request in flight holds a connection (C=1024 clients -> 1024).
+        self.client = httpx.AsyncClient(
+            base_url=self.url, timeout=None, limits=httpx.Limits(max_connections=None)
+        )
+        self._died: str | None = None
+        self._unfinished = 0
+
+    # --- failures ----------------------------------------------------------------------------
+
+    def _dead_error(self, cause: object) -> EngineDead:
+        self._died = self._died or f"engine process {self.worker.pid}: {cause}"
+        return EngineDead(self._died)
+
+    def _refusal(self, status: int, body: bytes) -> EngineError:
+        try:
+            error = wire.decode_error(json.loads(body))
+        except ValueError:
+            error = EngineError(f"engine process answered {status}: {body[:200]!r}")
+        if isinstance(error, EngineDead):
+            return self._dead_error(error)
+        return error
+
+    # --- the Engine Protocol -----------------------------------------------------------------
+
+    async def generate(
+        self, prompts: Sequence[Prompt], sampling: Sampling | None = None
+    ) -> Generation:
+        if self.dead:
+            raise self._dead_error("not running")
+        body = {"prompts": [wire.encode_prompt(p) for p in prompts],
+                "sampling": wire.encode_sampling(sampling)}  # fmt: skip
+        self._unfinished += len(prompts)
+        try:
+            # Cancelled, httpx closes the connection; the worker sees its client leave and
+            # aborts the prompts in its engine.
+            response = await self.client.post("/generate", json=body)
+        except httpx.TransportError as exc:
+            raise self._dead_error(exc) from exc
+        finally:
+            self._unfinished -= len(prompts)
+        if response.status_code != 200:
+            raise self._refusal(response.status_code, response.content)
+        return wire.decode_generation(response.json())
+
+    async def stream(
+        self, prompt: Prompt, sampling: Sampling | None = None
+    ) -> AsyncIterator[Delta]:
+        if self.dead:
+            raise self._dead_error("not running")
+        body = {"prompt": wire.encode_prompt(prompt), "sampling": wire.encode_sampling(sampling)}
+        self._unfinished += 1
+        try:
+            # Leaving early closes the unfinished response, hence its connection: the worker
+            # aborts the request.
+            async with self.client.stream("POST", "/stream", json=body) as response:
+                if response.status_code != 200:
+                    raise self._refusal(response.status_code, await response.aread())
+                async for line in response.aiter_lines():
+                    value = json.loads(line)
+                    if "error" in value:
+                        raise self._refusal(200, line.encode())
+                    yield wire.decode_delta(value)
+        except httpx.TransportError as exc:
+            raise self._dead_error(exc) from exc
+        finally:
+            self._unfinished -= 1
+
+    def facts(self) -> dict[str, Any]:
+        return self._facts
+
+    @property
+    def dead(self) -> bool:
+        return self._died is not None or not self.worker.running
+
+    @property
+    def unfinished(self) -> int:
+        return self._unfinished
+
+    def shutdown(self) -> None:
+        self.worker.stop()

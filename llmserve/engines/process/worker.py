@@ -1,0 +1,140 @@
+"""One engine replica in a process of its own, serving the engine seam over loopback HTTP.
+
+    python -m llmserve.engines.process.worker --port P --model-dir DIR --parent-pid PID
+
+The settings come from the environment the parent passed down (so ENGINE_REPLICAS still
+divides the device memory); the engine is the one ENGINE names, built before the port opens,
+so the parent's readiness check (GET /health 200) means "ready to generate". Routes, all
+internal (the parent's ProcessEngine is the only client):
+
+  GET  /health    {"dead", "unfinished"}; 503 once the engine died
+  GET  /facts     the engine's facts
+  POST /generate  {"prompts", "sampling"} -> a Generation; the client leaving aborts it
+  POST /stream    {"prompt", "sampling"} -> NDJSON deltas; the client leaving aborts it
+
+Engine errors are {"error": kind, ...} bodies (llmserve.engines.process.wire). The worker ends
+when its parent does (a pidfd watch), so a SIGKILLed server leaves no engine behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import signal
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from llmserve.engines import load_engine_factory
+from llmserve.engines.base import Engine, EngineDead, EngineError, PromptTooLong
+from llmserve.engines.process import wire
+from llmserve.server.routes.guard import ClientGone, engine_failure, guarded
+
+STATUS = {PromptTooLong: 413, EngineDead: 503}
+
+
+def error_response(error: EngineError) -> JSONResponse:
+    return JSONResponse(wire.encode_error(error), status_code=STATUS.get(type(error), 500))
+
+
+def worker_app(engine: Engine) -> FastAPI:
+    app = FastAPI(openapi_url=None)
+
+    @app.get("/health")
+    def health() -> Response:
+        body = {"dead": engine.dead, "unfinished": engine.unfinished}
+        return JSONResponse(body, status_code=503 if engine.dead else 200)
+
+    @app.get("/facts")
+    def facts() -> dict[str, Any]:
+        return {**engine.facts(), "pid": os.getpid()}
+
+    @app.post("/generate")
+    async def generate(request: Request) -> Response:
+        body = await request.json()
+        prompts = [wire.decode_prompt(p) for p in body["prompts"]]
+        sampling = wire.decode_sampling(body.get("sampling"))
+        try:
+            result = await guarded(request, engine.generate(prompts, sampling), None)
+        except ClientGone:
+            return Response(status_code=499)
+        except Exception as exc:
+            failure = engine_failure(engine, exc)
+            if isinstance(failure, EngineError):
+                return error_response(failure)
+            raise
+        return JSONResponse(wire.encode_generation(result))
+
+    @app.post("/stream")
+    async def stream(request: Request) -> Response:
+        body = await request.json()
+        deltas = engine.stream(
+            wire.decode_prompt(body["prompt"]), wire.decode_sampling(body.get("sampling"))
+        )
+        try:  # the first delta before the response starts: a refusal gets its status code
+            first = await anext(deltas)
+        except Exception as exc:
+            await deltas.aclose()
+            failure = engine_failure(engine, exc)
+            if isinstance(failure, EngineError):
+                return error_response(failure)
+            raise
+
+        async def lines() -> AsyncIterator[bytes]:
+            # Starlette cancels this when the client disconnects; aclose aborts the request.
+            try:
+                yield (json.dumps(wire.encode_delta(first)) + "\n").encode()
+                async for delta in deltas:
+                    yield (json.dumps(wire.encode_delta(delta)) + "\n").encode()
+            except EngineError as exc:
+                yield (json.dumps(wire.encode_error(exc)) + "\n").encode()
+            finally:
+                await deltas.aclose()
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    return app
+
+
+def exit_with_parent(parent_pid: int) -> None:
+    """End this process group's work when the parent process ends, however it ends."""
+    try:
+        pidfd = os.pidfd_open(parent_pid)
+    except ProcessLookupError:
+        os.killpg(os.getpgrp(), signal.SIGTERM)
+        return
+
+    def watch() -> None:
+        select.select([pidfd], [], [])  # readable once the parent has exited
+        os.killpg(os.getpgrp(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    from llmserve.settings import load_settings
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--model-dir", type=Path, required=True)
+    parser.add_argument("--parent-pid", type=int, required=True)
+    args = parser.parse_args(argv)
+    exit_with_parent(args.parent_pid)
+    settings = load_settings()
+    engine = load_engine_factory(settings.engine)(settings, args.model_dir)
+    try:
+        uvicorn.run(worker_app(engine), host="127.0.0.1", port=args.port, log_level="warning")
+    finally:
+        engine.shutdown()
+
+
+if __name__ == "__main__":
+    main()
