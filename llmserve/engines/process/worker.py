@@ -34,6 +34,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from llmserve.engines import load_engine_factory
 from llmserve.engines.base import Engine, EngineDead, EngineError, PromptTooLong
 from llmserve.engines.process import wire
+from llmserve.engines.replicas import unfinished
 from llmserve.server.routes.guard import ClientGone, engine_failure, guarded
 
 STATUS = {PromptTooLong: 413, EngineDead: 503}
@@ -48,7 +49,7 @@ def worker_app(engine: Engine) -> FastAPI:
 
     @app.get("/health")
     def health() -> Response:
-        body = {"dead": engine.dead, "unfinished": engine.unfinished}
+        body = {"dead": engine.dead, "unfinished": unfinished(engine)}
         return JSONResponse(body, status_code=503 if engine.dead else 200)
 
     @app.get("/facts")

@@ -63,7 +63,10 @@ class VllmEngine:
         """vLLM's own count: requests its output processor tracks (added, neither finished nor
         aborted). A cancelled AsyncLLM.generate aborts its request (vLLM 0.32 catches
         CancelledError/GeneratorExit and calls abort), which removes it here at once."""
-        return int(self.llm.get_num_unfinished_requests())
+        count = getattr(self.llm, "get_num_unfinished_requests", None)
+        if count is None:  # vLLM 0.26 (the GPU image) has it on the output processor only
+            count = self.llm.output_processor.get_num_unfinished_requests
+        return int(count())
 
     def _params(self, sampling: Sampling, delta: bool) -> Callable[[list[int]], Any]:
         """SamplingParams for one prompt's ids: max_tokens capped by what MAX_MODEL_LEN leaves."""
