@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -33,12 +34,22 @@ if TYPE_CHECKING:
 WORKER = "llmserve.engines.process.worker"
 
 
+def raise_open_files_limit() -> None:
+    """Soft RLIMIT_NOFILE up to the hard limit. The API process holds two sockets per request
+    in flight (its client's and the worker's): at C=1024 on an H200 the usual soft limit of
+    1024 ran out, and the worker connections failed (as vLLM's own server does, raise it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 class ProcessEngine:
     """One engine replica in its own process (see the module docstring). Building it starts
     the worker and returns once its engine is ready (an EngineError, with the worker's exit
     code, if it fails to start)."""
 
     def __init__(self, settings: Settings, model_dir: Path) -> None:
+        raise_open_files_limit()
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         command = [sys.executable, "-m", WORKER, "--port", str(port),
@@ -64,8 +75,16 @@ class ProcessEngine:
     # --- failures ----------------------------------------------------------------------------
 
     def _dead_error(self, cause: object) -> EngineDead:
-        self._died = self._died or f"engine process {self.worker.pid}: {cause}"
+        self._died = self._died or f"engine process {self.worker.pid}: {cause!r}"
         return EngineDead(self._died)
+
+    def _transport_error(self, error: httpx.TransportError) -> EngineError:
+        """A connection that failed: the replica died if its process did, or if the worker
+        dropped a request it had accepted; a connection it never accepted fails only this
+        request (the replica serves on)."""
+        if not self.worker.running or not isinstance(error, httpx.ConnectError):
+            return self._dead_error(error)
+        return EngineError(f"engine process {self.worker.pid} refused a connection: {error!r}")
 
     def _refusal(self, status: int, body: bytes) -> EngineError:
         try:
@@ -91,7 +110,7 @@ class ProcessEngine:
             # aborts the prompts in its engine.
             response = await self.client.post("/generate", json=body)
         except httpx.TransportError as exc:
-            raise self._dead_error(exc) from exc
+            raise self._transport_error(exc) from exc
         finally:
             self._unfinished -= len(prompts)
         if response.status_code != 200:
@@ -117,7 +136,7 @@ class ProcessEngine:
                         raise self._refusal(200, line.encode())
                     yield wire.decode_delta(value)
         except httpx.TransportError as exc:
-            raise self._dead_error(exc) from exc
+            raise self._transport_error(exc) from exc
         finally:
             self._unfinished -= 1
 

@@ -34,6 +34,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from llmserve.engines import load_engine_factory
 from llmserve.engines.base import Engine, EngineDead, EngineError, PromptTooLong
 from llmserve.engines.process import wire
+from llmserve.engines.process.client import raise_open_files_limit
 from llmserve.engines.replicas import unfinished
 from llmserve.server.routes.guard import ClientGone, engine_failure, guarded
 
@@ -129,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parent-pid", type=int, required=True)
     args = parser.parse_args(argv)
     exit_with_parent(args.parent_pid)
+    raise_open_files_limit()
     settings = load_settings()
     engine = load_engine_factory(settings.engine)(settings, args.model_dir)
     try:
