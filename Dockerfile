@@ -17,6 +17,12 @@ ENV MODEL_ID=${MODEL_ID} \
     VLLM_NO_USAGE_STATS=1
 RUN python download_model.py
 
+# Several GPUs: pass the settings at run time, e.g.
+#   docker run --gpus all -e DATA_PARALLEL_SIZE=2 ...      full copies, one per GPU (throughput)
+#   docker run --gpus all -e TENSOR_PARALLEL_SIZE=2 ...    one copy sharded over 2 GPUs
+#   docker run --gpus '"device=0"' -e ENGINE_REPLICAS=2 ... 2 engines sharing one GPU (small models)
+# add --ipc=host (or --shm-size) for TENSOR/PIPELINE_PARALLEL_SIZE > 1: vLLM's workers share
+# memory. Several machines: see the README's "Several GPUs, several machines" (Ray).
 EXPOSE 8000
 ENTRYPOINT []
 CMD ["uvicorn", "serve:app", "--host", "0.0.0.0", "--port", "8000"]

@@ -46,12 +46,21 @@ def test_quick_preset_and_overrides() -> None:
 
 def test_every_system_shares_output_length_and_eos_rule() -> None:
     overrides = config("--quick", "--output-len", "7", "--no-ignore-eos").settings_overrides()
-    assert overrides == {"max_new_tokens": 7, "ignore_eos": False, "enforce_eager": True}
-    assert settings_env(overrides) == {
-        "MAX_NEW_TOKENS": "7", "IGNORE_EOS": "0", "ENFORCE_EAGER": "1"}
+    shared = {"max_new_tokens": 7, "ignore_eos": False, "enforce_eager": True}
+    assert {key: overrides[key] for key in shared} == shared
+    assert {"MAX_NEW_TOKENS": "7", "IGNORE_EOS": "0", "ENFORCE_EAGER": "1"}.items() <= (
+        settings_env(overrides).items()
+    )
     # A service setting given with --env reaches every system, not only the service.
     tuned = config("--env", "MAX_NUM_SEQS=8", "--env", "VLLM_X=1").settings_overrides()
     assert tuned["max_num_seqs"] == "8" and "vllm_x" not in tuned
+
+
+def test_the_list_row_gets_room_for_all_prompts() -> None:
+    small = config("--quick").settings_overrides()  # 32 prompts: the defaults hold them
+    assert (small["max_batch_prompts"], small["max_waiting_prompts"]) == (1024, 4096)
+    big = config("-n", "2048").settings_overrides()
+    assert (big["max_batch_prompts"], big["max_waiting_prompts"]) == (2048, 4096)
 
 
 def test_systems_map_to_processes() -> None:

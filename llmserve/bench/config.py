@@ -113,7 +113,7 @@ class BenchConfig:
     def settings_overrides(self) -> dict[str, Any]:
         """Settings every system shares, beyond what the environment says. Service settings
         given with --env count here too, so the systems configured from flags get them."""
-        from llmserve.settings import Settings
+        from llmserve.settings import Settings, read_setting
 
         overrides: dict[str, Any] = {
             key.lower(): value
@@ -121,6 +121,11 @@ class BenchConfig:
             if key.lower() in Settings.model_fields
         }
         overrides.update(max_new_tokens=self.output_len, ignore_eos=self.ignore_eos)
+        # predict-list sends all N prompts in one request: room for them (an H200 run with
+        # N=2048 got the 413 of the default MAX_BATCH_PROMPTS=1024).
+        for name in ("max_batch_prompts", "max_waiting_prompts"):
+            current = overrides.get(name, read_setting(name))
+            overrides[name] = max(int(current), self.num_prompts)
         if self.eager is not None:
             overrides["enforce_eager"] = self.eager
         if self.replicas:  # the sweep sets each service's count; the rest run one engine

@@ -32,6 +32,10 @@ if TYPE_CHECKING:
     from llmserve.settings import Settings
 
 WORKER = "llmserve.engines.process.worker"
+# Seconds this client keeps an idle connection to a worker; the worker keeps them 10x longer.
+# With both at 5 s (httpx's and uvicorn's defaults) requests at C=1024 on an H200 were sent on
+# connections the worker was closing: ReadError, and the replica was taken for dead.
+KEEPALIVE_S = 30.0
 
 
 def raise_open_files_limit() -> None:
@@ -67,7 +71,9 @@ class ProcessEngine:
         self._facts: dict[str, Any] = httpx.get(f"{self.url}/facts", timeout=60).json()
         # No pool limit: every request in flight holds a connection (C=1024 clients -> 1024).
         self.client = httpx.AsyncClient(
-            base_url=self.url, timeout=None, limits=httpx.Limits(max_connections=None)
+            base_url=self.url,
+            timeout=None,
+            limits=httpx.Limits(max_connections=None, keepalive_expiry=KEEPALIVE_S),
         )
         self._died: str | None = None
         self._unfinished = 0
@@ -79,12 +85,13 @@ class ProcessEngine:
         return EngineDead(self._died)
 
     def _transport_error(self, error: httpx.TransportError) -> EngineError:
-        """A connection that failed: the replica died if its process did, or if the worker
-        dropped a request it had accepted; a connection it never accepted fails only this
-        request (the replica serves on)."""
-        if not self.worker.running or not isinstance(error, httpx.ConnectError):
+        """A failed connection: the replica died if its process did; otherwise only this
+        request failed (a 503 too, but the replica serves on). The worker keeps idle
+        connections far longer than this client does (KEEPALIVE_S), so a request never
+        races the worker closing its connection."""
+        if not self.worker.running:
             return self._dead_error(error)
-        return EngineError(f"engine process {self.worker.pid} refused a connection: {error!r}")
+        return EngineDead(f"engine process {self.worker.pid} dropped a request: {error!r}")
 
     def _refusal(self, status: int, body: bytes) -> EngineError:
         try:

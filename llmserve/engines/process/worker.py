@@ -30,11 +30,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.requests import ClientDisconnect
 
 from llmserve.engines import load_engine_factory
 from llmserve.engines.base import Engine, EngineDead, EngineError, PromptTooLong
 from llmserve.engines.process import wire
-from llmserve.engines.process.client import raise_open_files_limit
+from llmserve.engines.process.client import KEEPALIVE_S, raise_open_files_limit
 from llmserve.engines.replicas import unfinished
 from llmserve.server.routes.guard import ClientGone, engine_failure, guarded
 
@@ -59,7 +60,10 @@ def worker_app(engine: Engine) -> FastAPI:
 
     @app.post("/generate")
     async def generate(request: Request) -> Response:
-        body = await request.json()
+        try:
+            body = await request.json()
+        except ClientDisconnect:
+            return Response(status_code=499)
         prompts = [wire.decode_prompt(p) for p in body["prompts"]]
         sampling = wire.decode_sampling(body.get("sampling"))
         try:
@@ -134,7 +138,14 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings()
     engine = load_engine_factory(settings.engine)(settings, args.model_dir)
     try:
-        uvicorn.run(worker_app(engine), host="127.0.0.1", port=args.port, log_level="warning")
+        uvicorn.run(
+            worker_app(engine),
+            host="127.0.0.1",
+            port=args.port,
+            log_level="warning",
+            timeout_keep_alive=int(10 * KEEPALIVE_S),  # the client closes idle ones first
+            backlog=4096,
+        )
     finally:
         engine.shutdown()
 

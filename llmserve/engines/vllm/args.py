@@ -84,6 +84,7 @@ def engine_kwargs(settings: Settings, model_dir: Path) -> dict[str, Any]:
         "pipeline_parallel_size": settings.pipeline_parallel_size,
         # AsyncLLM: one engine core per rank, balanced by vLLM (settings.py says more).
         "data_parallel_size": settings.data_parallel_size,
+        "distributed_executor_backend": settings.distributed_executor_backend,
         "quantization": settings.quantization,
         "load_format": settings.load_format,
         "kv_cache_dtype": settings.kv_cache_dtype,

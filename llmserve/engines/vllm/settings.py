@@ -60,6 +60,12 @@ class VllmEngineSettings(BaseModel):
         1, gt=0, description="Data-parallel engine ranks, each a full copy of the model on "
         "its own GPUs, load-balanced by vLLM inside this one server."
     )
+    distributed_executor_backend: Literal["mp", "ray"] | None = Field(
+        None,
+        description="How vLLM runs its GPU workers: mp (processes on this machine) or ray "
+        "(a Ray cluster: several machines, see the README's Several GPUs). Unset: vLLM "
+        "chooses (mp on one machine).",
+    )
     quantization: str | None = Field(
         None,
         description="vLLM quantization method (awq, gptq, compressed-tensors, fp8, ...). "
