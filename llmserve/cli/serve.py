@@ -46,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--port", type=port_number, help="port to bind (default: the PORT setting, 8000)"
     )
+    parser.add_argument(
+        "--exit-with-parent", type=int, metavar="PID",
+        help="stop serving when process PID ends (what tools that start a server pass: a "
+        "tool killed outright leaves no server behind)",
+    )  # fmt: skip
     return parser
 
 
@@ -85,6 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
 
+    if args.exit_with_parent is not None:  # after any re-exec: threads do not survive it
+        from llmserve.lifeline import exit_with_parent
+
+        exit_with_parent(args.exit_with_parent)
     return serve(settings)
 
 

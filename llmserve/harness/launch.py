@@ -183,8 +183,10 @@ class ServerProcess:
 
 
 def serve_command(host: str, port: int) -> list[str]:
-    """The command that serves this project's app with the current interpreter."""
-    return [sys.executable, "-m", "llmserve", "serve", "--host", host, "--port", str(port)]
+    """The command that serves this project's app with the current interpreter; the server
+    ends with this process (llmserve.lifeline), even when this one is SIGKILLed."""
+    return [sys.executable, "-m", "llmserve", "serve", "--host", host, "--port", str(port),
+            "--exit-with-parent", str(os.getpid())]  # fmt: skip
 
 
 def env_value(value: Any) -> str | None:

@@ -21,9 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import select
-import signal
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +34,7 @@ from llmserve.engines.base import Engine, EngineDead, EngineError, PromptTooLong
 from llmserve.engines.process import wire
 from llmserve.engines.process.client import KEEPALIVE_S, raise_open_files_limit
 from llmserve.engines.replicas import unfinished
+from llmserve.lifeline import exit_with_parent
 from llmserve.server.routes.guard import ClientGone, engine_failure, guarded
 
 STATUS = {PromptTooLong: 413, EngineDead: 503}
@@ -106,21 +104,6 @@ def worker_app(engine: Engine) -> FastAPI:
         return StreamingResponse(lines(), media_type="application/x-ndjson")
 
     return app
-
-
-def exit_with_parent(parent_pid: int) -> None:
-    """End this process group's work when the parent process ends, however it ends."""
-    try:
-        pidfd = os.pidfd_open(parent_pid)
-    except ProcessLookupError:
-        os.killpg(os.getpgrp(), signal.SIGTERM)
-        return
-
-    def watch() -> None:
-        select.select([pidfd], [], [])  # readable once the parent has exited
-        os.killpg(os.getpgrp(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> None:
