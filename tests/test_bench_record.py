@@ -133,6 +133,22 @@ def test_resume_keeps_figures_and_adds_systems(tmp_path: Path) -> None:
     assert data["resumed"][0]["started_at"] == "later"
 
 
+def test_resume_shows_every_replica_count_swept(tmp_path: Path) -> None:
+    def scale(sweep: list[int]) -> dict:
+        return {"gpus": 1, "engine_replicas": 1, "replica_sweep": sweep,
+                "tensor_parallel_size": 1, "pipeline_parallel_size": 1, "data_parallel_size": 1}
+
+    first = Record(tmp_path / "record.json",
+                   {**HEADER, "config": {"systems": ["predict-list"]}, "scale": scale([1, 2])})
+    first.throughput("predict-list", throughput([100, 100, 100]))
+    header = {**HEADER, "config": {"systems": ["predict-list"]}, "scale": scale([3])}
+    again = Record(first.path, header, json.loads(first.path.read_text()))
+    again.throughput("predict-list@3", throughput([90, 90, 90]))
+    data = saved(again)
+    assert data["scale"]["replica_sweep"] == [1, 2, 3]
+    assert "engine replicas /predict swept over 1, 2, 3" in markdown(data)
+
+
 def test_resume_refuses_other_settings() -> None:
     data = json.loads(json.dumps({**HEADER, "sampling": {"temperature": 0.0}}))
     assert resume_mismatch(data, {**HEADER, "sampling": {"temperature": 0.5}}) == "sampling"

@@ -48,6 +48,11 @@ class Record:
             systems = set(existing["config"]["systems"]) | set(header["config"]["systems"])
             order = [*existing["config"]["systems"], *header["config"]["systems"]]
             self.data["config"]["systems"] = sorted(systems, key=order.index)
+            # Replica counts swept by any invocation (the scale line shows them all).
+            scale, new_scale = self.data.get("scale"), header.get("scale")
+            if scale is not None and new_scale is not None:
+                sweeps = {*scale.get("replica_sweep", []), *new_scale.get("replica_sweep", [])}
+                scale["replica_sweep"] = sorted(sweeps)
         self.data["status"] = "running"
         self.save()
 
