@@ -2,7 +2,8 @@
 # One command to test: set up (or reuse) the environment with the dev tools, run pytest.
 # Arguments go to pytest (e.g. bash run_tests.sh -k settings).
 set -euo pipefail
-export EXTRA_REQUIREMENTS="requirements-dev.txt ${EXTRA_REQUIREMENTS:-}"
+# requirements-llamacpp.txt: the llama.cpp engine tests (tests/test_engine_llamacpp.py).
+export EXTRA_REQUIREMENTS="requirements-dev.txt requirements-llamacpp.txt ${EXTRA_REQUIREMENTS:-}"
 source "$(dirname "$0")/scripts/setup_env.sh"
 # tests/test_ui.py drives a real headless browser: Debian's chromium, through Playwright (never
 # `playwright install`: no browser downloads). Installed where we are root with apt (CI); the

@@ -26,9 +26,12 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from llmserve.engines.llamacpp.settings import LlamaCppEngineSettings
 from llmserve.engines.vllm.settings import VllmEngineSettings
+from llmserve.shaping.settings import ShapingSettings
 
-EngineName = Literal["vllm"]  # the keys of llmserve.engines.ENGINES (a test keeps them equal)
+# The keys of llmserve.engines.ENGINES (a test keeps them equal).
+EngineName = Literal["vllm", "llamacpp"]
 
 
 class ModelSettings(BaseModel):
@@ -42,7 +45,7 @@ class ModelSettings(BaseModel):
     model_revision: str = Field("master", description="ModelScope revision for MODEL_ID.")
     modelscope_api_token: SecretStr | None = Field(
         None,
-        description="ModelScope access token, for a private MODEL_ID (download_model.py only; "
+        description="ModelScope access token, for a private MODEL_ID and `llmserve upload` (only; "
         "the variable ModelScope's own tools read). A secret: /info shows it masked.",
     )
     model_dir: Path | None = Field(
@@ -66,7 +69,10 @@ class ModelSettings(BaseModel):
 class EngineSettings(BaseModel):
     """Engine: which implementation serves, and what holds for any engine."""
 
-    engine: EngineName = Field("vllm", description="The inference engine: vllm.")
+    engine: EngineName = Field(
+        "vllm",
+        description="The inference engine: vllm, or llamacpp (a GGUF via llama-cpp-python).",
+    )
     max_model_len: int = Field(2048, gt=0, description="Prompt plus output tokens, at most.")
     engine_replicas: int = Field(
         1,
@@ -181,16 +187,20 @@ GROUPS: tuple[type[BaseModel], ...] = (
     ModelSettings,
     EngineSettings,
     VllmEngineSettings,
+    LlamaCppEngineSettings,
     SamplingSettings,
     PromptSettings,
+    ShapingSettings,
     ServerSettings,
 )
 
 
 class Settings(  # bases in reverse: pydantic orders fields from the last base to the first
     ServerSettings,
+    ShapingSettings,
     PromptSettings,
     SamplingSettings,
+    LlamaCppEngineSettings,
     VllmEngineSettings,
     EngineSettings,
     ModelSettings,
@@ -201,7 +211,7 @@ class Settings(  # bases in reverse: pydantic orders fields from the last base t
 
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
 
-    @field_validator("model_dir", "speculative_draft_model", "warmup_data")
+    @field_validator("model_dir", "speculative_draft_model", "warmup_data", "length_router")
     @classmethod
     def _must_exist(cls, value: Path | None) -> Path | None:
         if value is not None and not value.exists():
@@ -214,6 +224,15 @@ class Settings(  # bases in reverse: pydantic orders fields from the last base t
             raise ValueError(
                 f"MAX_NEW_TOKENS={self.max_new_tokens} leaves no room for a prompt in "
                 f"MAX_MODEL_LEN={self.max_model_len}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _lora_needs_vllm(self) -> Settings:
+        if self.enable_lora and self.engine != "vllm":
+            raise ValueError(
+                f"ENABLE_LORA is set with ENGINE={self.engine!r}: LoRA adapters are served by "
+                "ENGINE=vllm only (merge one with `llmserve finetune merge` for other engines)"
             )
         return self
 

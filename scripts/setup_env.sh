@@ -15,6 +15,9 @@ else
 fi
 # shellcheck disable=SC2206
 requirements+=(${EXTRA_REQUIREMENTS:-})
+# llama-cpp-python builds from source (~6 min on 2 cores): only when ENGINE=llamacpp asks for
+# it (run_tests.sh asks too); its stamp skips it afterwards.
+if [ "${ENGINE:-vllm}" = llamacpp ]; then requirements+=(requirements-llamacpp.txt); fi
 if [ ! -x "$PY" ]; then
   echo "setup: creating $VENV_DIR" >&2
   "${PYTHON:-python3}" -m venv "$VENV_DIR"

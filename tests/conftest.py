@@ -67,6 +67,27 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         srv.process.stop()
 
 
+@pytest.fixture(scope="session")
+def llamacpp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A second shared server with ENGINE=llamacpp (the bundled GGUF); skipped where
+    llama-cpp-python is not installed (requirements-llamacpp.txt)."""
+    pytest.importorskip("llama_cpp")
+    srv = start_server(
+        tmp_path_factory.mktemp("llamacpp"), "llamacpp", ENGINE="llamacpp", LLAMACPP_PARALLEL="8"
+    )
+    try:
+        yield srv
+    finally:
+        srv.process.stop()
+
+
+@pytest.fixture(params=["vllm", "llamacpp"])
+def any_server(request: pytest.FixtureRequest) -> Server:
+    """The session's server of each engine in turn: API tests taking it run against both."""
+    fixture = "server" if request.param == "vllm" else "llamacpp_server"
+    return request.getfixturevalue(fixture)  # type: ignore[no-any-return]
+
+
 def write_chat_jsonl(path: Path, qa: list[tuple[str, str, str]]) -> Path:
     """A data file in the judge's chat format: one (split, question, answer) per line."""
     with path.open("w", encoding="utf-8") as file:

@@ -33,8 +33,8 @@ def test_health_and_info(server: Server) -> None:
     assert 503 in server.process.health_codes and server.process.health_codes[-1] == 200
 
 
-def test_single_prompt(server: Server) -> None:
-    with server.client() as client:
+def test_single_prompt(any_server: Server) -> None:
+    with any_server.client() as client:
         response = predict(client, "What is CUDA?")
     assert response.status_code == 200
     assert isinstance(response.json()["response"], str) and response.json()["response"].strip()
@@ -42,8 +42,8 @@ def test_single_prompt(server: Server) -> None:
     assert 0 < int(response.headers["X-Output-Tokens"]) <= 32
 
 
-def test_list_of_64_in_order(server: Server) -> None:
-    with server.client() as client:
+def test_list_of_64_in_order(any_server: Server) -> None:
+    with any_server.client() as client:
         listed = predict(client, PROMPTS)
         assert listed.status_code == 200
         answers = listed.json()["response"]
@@ -54,13 +54,13 @@ def test_list_of_64_in_order(server: Server) -> None:
             assert predict(client, PROMPTS[index]).json()["response"] == answers[index]
 
 
-def test_32_concurrent_singles_match_alone(server: Server) -> None:
+def test_32_concurrent_singles_match_alone(any_server: Server) -> None:
     prompts = PROMPTS[:32]
-    with server.client() as client:
+    with any_server.client() as client:
         alone = [predict(client, p).json()["response"] for p in prompts]
 
         def one(prompt: str) -> str:
-            with server.client() as own:
+            with any_server.client() as own:
                 response = predict(own, prompt)
                 assert response.status_code == 200
                 return str(response.json()["response"])
@@ -86,8 +86,8 @@ BAD_BODIES = [
 
 
 @pytest.mark.parametrize(("body", "status"), BAD_BODIES)
-def test_bad_input_then_good(server: Server, body: bytes, status: int) -> None:
-    with server.client(timeout=60) as client:
+def test_bad_input_then_good(any_server: Server, body: bytes, status: int) -> None:
+    with any_server.client(timeout=60) as client:
         bad = client.post("/predict", content=body, headers={"Content-Type": "application/json"})
         assert bad.status_code == status
         assert bad.json()["error"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from llmserve.bench.cli import build_parser, config_from, parse_systems
-from llmserve.bench.config import QUICK, SYSTEMS
+from llmserve.bench.config import DEFAULT_SYSTEMS, QUICK
 from llmserve.bench.systems import (
     engine_flags,
     offline_batched_tokens,
@@ -35,7 +35,7 @@ def test_quick_preset_and_overrides() -> None:
     quick = config("--quick")
     assert (quick.num_prompts, quick.output_len, quick.eager) == (
         QUICK.num_prompts, QUICK.output_len, True)
-    assert quick.systems == SYSTEMS
+    assert quick.systems == DEFAULT_SYSTEMS
     assert quick.out.parent == RESULTS_ROOT / "bench"  # absolute: any working directory
     assert quick.out.is_absolute() and quick.out.name.endswith("-quick")
     custom = config("--quick", "-n", "5", "--no-eager", "--env", "A=1", "--out", "x")

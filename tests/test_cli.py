@@ -26,6 +26,7 @@ SHIMS = {
     "quantize.py": "quantize",
     "auto_tune.py": "tune",
     "download_model.py": "download",
+    "finetune.py": "finetune",
 }
 HEAVY = (
     "vllm",

@@ -28,7 +28,7 @@ def test_engine_setting_names_the_registry() -> None:
 
 
 def test_unknown_engine_is_named() -> None:
-    with pytest.raises(UnknownEngine, match=r"unknown ENGINE 'llama'; known: vllm"):
+    with pytest.raises(UnknownEngine, match=r"unknown ENGINE 'llama'; known: llamacpp, vllm"):
         load_engine_factory("llama")
 
 

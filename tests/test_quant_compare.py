@@ -87,3 +87,21 @@ def test_engine_start_failure_is_a_failed_row(tmp_path: Path) -> None:
     (row,) = json.loads((out / "scoreboard.json").read_text())["rows"]
     assert row["status"] == "failed"
     assert row["reason"].startswith("engine start: ")
+
+
+def test_gguf_levels_are_candidates_served_by_llamacpp(tmp_path: Path) -> None:
+    import argparse
+
+    from llmserve.quantize.compare import candidates, describe
+
+    level = tmp_path / "SmolLM2-135M-Instruct.Q8_0.gguf"
+    level.write_bytes(b"GGUF")
+    level.with_suffix(".json").write_text(json.dumps({"level": "Q8_0", "size_bytes": 4}))
+    args = argparse.Namespace(no_original=True, variant_dirs=None,
+                              variants_root=tmp_path / "none", gguf_paths=[tmp_path])
+    found = candidates(args, tmp_path)
+    assert found == [("gguf-SmolLM2-135M-Instruct.Q8_0", level)]
+    assert servable_problem(level) is None
+    assert "not a file" in (servable_problem(tmp_path / "missing.gguf") or "")
+    described = describe(level)
+    assert described["scheme"] == "Q8_0" and described["manifest"]["size_bytes"] == 4

@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.console import Console
 
 from llmserve.argtypes import positive_int
-from llmserve.bench.config import FULL, PHASES, QUICK, SYSTEMS, BenchConfig
+from llmserve.bench.config import DEFAULT_SYSTEMS, FULL, PHASES, QUICK, SYSTEMS, BenchConfig
 from llmserve.errors import ExitCode, LlmserveError
 from llmserve.paths import DATA_JSONL, RESULTS_ROOT
 
@@ -107,8 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--quick", action="store_true", help="small sizes, eager engines")
-    p.add_argument("--systems", type=parse_systems, default=SYSTEMS,
-                   help=f"comma-separated subset of {','.join(SYSTEMS)}")
+    p.add_argument("--systems", type=parse_systems, default=DEFAULT_SYSTEMS,
+                   help=f"comma-separated subset of {','.join(SYSTEMS)} (default: all but "
+                   "the llamacpp-* rows, which need llama-cpp-python)")
     p.add_argument("--phases", type=parse_phases, default=PHASES,
                    help="throughput, latency or both (default)")
     p.add_argument("--source", choices=("synthetic", "data"), default="synthetic",

@@ -13,7 +13,13 @@ PREDICT_CONCURRENT = "predict-concurrent"
 VLLM_OFFLINE = "vllm-offline"
 VLLM_SERVE = "vllm-serve"
 TRANSFORMERS = "transformers"
-SYSTEMS = (VLLM_OFFLINE, PREDICT_LIST, PREDICT_CONCURRENT, VLLM_SERVE, TRANSFORMERS)
+# The same /predict service started with ENGINE=llamacpp (MODEL_GGUF from the environment).
+LLAMACPP_LIST = "llamacpp-predict-list"
+LLAMACPP_CONCURRENT = "llamacpp-concurrent"
+SYSTEMS = (VLLM_OFFLINE, PREDICT_LIST, PREDICT_CONCURRENT, VLLM_SERVE, TRANSFORMERS,
+           LLAMACPP_LIST, LLAMACPP_CONCURRENT)
+# All but the llama.cpp rows, which need llama-cpp-python (requirements-llamacpp.txt): opt-in.
+DEFAULT_SYSTEMS = tuple(s for s in SYSTEMS if s not in (LLAMACPP_LIST, LLAMACPP_CONCURRENT))
 REFERENCE = VLLM_OFFLINE
 
 LABELS = {
@@ -22,6 +28,8 @@ LABELS = {
     VLLM_OFFLINE: "vLLM offline LLM.generate",
     VLLM_SERVE: "vllm serve, C concurrent",
     TRANSFORMERS: "transformers generate, batched",
+    LLAMACPP_LIST: "/predict on llama.cpp, one list request",
+    LLAMACPP_CONCURRENT: "/predict on llama.cpp, C concurrent singles",
 }
 
 # A replica sweep (--replicas 1,2) measures the /predict rows once per ENGINE_REPLICAS count:

@@ -23,13 +23,15 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Client, Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import psutil
 
 from llmserve.bench.client import Users, async_client, completion, completion_body
 from llmserve.bench.config import (
+    LLAMACPP_CONCURRENT,
+    LLAMACPP_LIST,
     PREDICT_CONCURRENT,
     PREDICT_LIST,
     TRANSFORMERS,
@@ -215,6 +217,28 @@ class Service(HttpSystem):
         # /predict does not stream: Prediction.ttft_s is the engine's TTFT plus all time
         # spent outside the engine, an upper bound on what a streaming client would see.
         return LatencyRun(reply.latency_s, reply.ttft_s, reply.output_tokens, len(batch))
+
+
+class LlamacppService(Service):
+    """The same service with ENGINE=llamacpp: rows llamacpp-predict-list, llamacpp-concurrent
+    (the GGUF is MODEL_GGUF from the environment, else the bundled Q4_1)."""
+
+    name = "llamacpp"
+    rows = (LLAMACPP_LIST, LLAMACPP_CONCURRENT)
+    as_service: ClassVar[dict[str, str]] = {
+        LLAMACPP_LIST: PREDICT_LIST,
+        LLAMACPP_CONCURRENT: PREDICT_CONCURRENT,
+    }
+
+    def __init__(self, context: Context, replicas: int | None = None) -> None:
+        super().__init__(replace(context, env={**context.env, "ENGINE": "llamacpp"}))
+
+    async def throughput(self, row: str, batch: Batch) -> ThroughputRun:
+        return await super().throughput(self.as_service[row], batch)
+
+    async def weight_bytes(self) -> int | None:
+        gguf = self.context.env.get("MODEL_GGUF")
+        return Path(gguf).stat().st_size if gguf and Path(gguf).is_file() else None
 
 
 def offline_batched_tokens(world_size: int) -> int | None:
@@ -439,7 +463,8 @@ class Transformers(WorkerSystem):
     kind = TRANSFORMERS
 
 
-SYSTEM_CLASSES: tuple[type[System], ...] = (OfflineVllm, Service, VllmServe, Transformers)
+SYSTEM_CLASSES: tuple[type[System], ...] = (
+    OfflineVllm, Service, VllmServe, Transformers, LlamacppService)
 
 
 def systems_for(rows: tuple[str, ...]) -> list[type[System]]:

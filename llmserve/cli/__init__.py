@@ -59,6 +59,16 @@ COMMANDS: tuple[Command, ...] = (
         "llmserve.quantize.cli:main",
     ),
     Command(
+        "gguf",
+        "make GGUF levels (F16, Q8_0, Q4_K_M, Q2_K) of the bundled model for ENGINE=llamacpp",
+        "llmserve.gguf.cli:main",
+    ),
+    Command(
+        "budget",
+        "GSM8K accuracy against latency per token budget (MAX_NEW_TOKENS), BUDGET_HINT, engine",
+        "llmserve.budget.cli:main",
+    ),
+    Command(
         "lmeval",
         "lm-evaluation-harness gsm8k against the OpenAI API (/v1), in .venv-lmeval",
         "llmserve.lmeval.cli:main",
@@ -67,6 +77,21 @@ COMMANDS: tuple[Command, ...] = (
         "tune",
         "search settings for the most tokens/s above a score floor (auto_tune.py)",
         "llmserve.tune.cli:main",
+    ),
+    Command(
+        "finetune",
+        "LoRA fine-tune on the tune split; `finetune merge` merges an adapter (finetune.py)",
+        "llmserve.finetune.cli:main",
+    ),
+    Command(
+        "shape",
+        "answer shaping: `shape fit` builds a LENGTH_ROUTER file from the tune split",
+        "llmserve.shaping.cli:main",
+    ),
+    Command(
+        "upload",
+        "upload a model or adapter folder to ModelScope (MODELSCOPE_API_TOKEN)",
+        "llmserve.upload:main",
     ),
     Command(
         "load",

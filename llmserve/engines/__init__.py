@@ -38,6 +38,7 @@ ENGINES: dict[str, EngineEntry] = {
         factory="llmserve.engines.vllm.engine:VllmEngine",
         launch_env="llmserve.engines.vllm.cpu_env:launch_env",
     ),
+    "llamacpp": EngineEntry(factory="llmserve.engines.llamacpp.engine:LlamaCppEngine"),
 }
 
 

@@ -75,6 +75,7 @@ class Sampling:
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False
     seed: int | None = None
+    adapter: str | None = None  # a LoRA adapter's name (LORA_MODULES); None: the base
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stop", tuple(self.stop))  # a list is accepted, kept frozen
@@ -109,6 +110,7 @@ class Sampling:
             stop=tuple(settings.stop_strings),
             ignore_eos=settings.ignore_eos,
             seed=settings.seed,
+            adapter=settings.lora_default,
         )
 
     def replace(self, **overrides: Any) -> Sampling:

@@ -30,6 +30,9 @@ def find_tokenizer_dir(explicit: Path | None, info: dict[str, Any] | None) -> tu
     served = ((info or {}).get("engine") or {}).get("model_dir")
     if served and Path(served).is_dir():
         return Path(served), "/info engine.model_dir"
+    gguf = ((info or {}).get("engine") or {}).get("model_gguf")  # ENGINE=llamacpp
+    if gguf and Path(gguf).is_file():
+        return Path(gguf), "/info engine.model_gguf"
     env_dir = read_setting("model_dir")  # unchecked: it need not exist on this machine
     if env_dir and Path(env_dir).is_dir():
         return Path(env_dir), "MODEL_DIR"
@@ -41,11 +44,17 @@ def find_tokenizer_dir(explicit: Path | None, info: dict[str, Any] | None) -> tu
 
 
 def load_counter(directory: Path) -> Counter:
-    """A function counting the tokens of a text (no special tokens: the text is all output)."""
+    """A function counting the tokens of a text (no special tokens: the text is all output).
+    `directory` is a checkpoint directory or a GGUF file."""
     from transformers import AutoTokenizer  # slow to import: only once a server is found
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+        if directory.is_file():  # a GGUF file carries its tokenizer (ENGINE=llamacpp)
+            tokenizer = AutoTokenizer.from_pretrained(
+                str(directory.parent), gguf_file=directory.name, local_files_only=True
+            )
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
     except (OSError, ValueError) as error:
         raise LlmserveError(f"cannot load a tokenizer from {directory}: {error}") from None
 

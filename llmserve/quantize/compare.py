@@ -58,6 +58,10 @@ def add_compare_options(parser: argparse.ArgumentParser) -> None:
                        metavar="DIR", help="compare this directory (repeatable; replaces "
                        "--variants-root)")
     which.add_argument("--no-original", action="store_true", help="leave the original out")
+    which.add_argument("--gguf", type=Path, action="append", dest="gguf_paths", default=[],
+                       metavar="PATH", help="also compare this GGUF file, or every *.gguf in "
+                       "this folder (`llmserve gguf` levels), served with ENGINE=llamacpp "
+                       "(repeatable)")
     out = parser.add_argument_group("output")
     out.add_argument("--out", type=Path,
                      help=f"output folder (default {QUANT_ROOT}/compare/<timestamp>)")
@@ -119,6 +123,9 @@ def candidates(args: argparse.Namespace, model_dir: Path) -> list[tuple[str, Pat
     else:
         dirs = []
     found += [(path.name, path) for path in dirs]
+    for given in getattr(args, "gguf_paths", []):
+        files = sorted(given.glob("*.gguf")) if given.is_dir() else [given]
+        found += [(f"gguf-{path.name.removesuffix('.gguf')}", path) for path in files]
     names = [name for name, _ in found]
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate:
@@ -130,6 +137,8 @@ def candidates(args: argparse.Namespace, model_dir: Path) -> list[tuple[str, Pat
 
 def servable_problem(path: Path) -> str | None:
     """Why vLLM cannot serve this directory, checked before starting an engine; None: ok."""
+    if path.suffix == ".gguf":  # served by llama.cpp, not vLLM
+        return None if path.is_file() else f"{path} is not a file"
     from llmserve.engines.vllm.capabilities import checkpoint_problem
     from llmserve.engines.vllm.settings import quantization_methods
 
@@ -154,6 +163,11 @@ def servable_problem(path: Path) -> str | None:
 
 def describe(path: Path) -> dict[str, Any]:
     """Method and scheme from the manifest (our variants) or config.json (anything else)."""
+    if path.suffix == ".gguf":  # `llmserve gguf` writes <file>.json beside each level
+        level = path.name.removesuffix(".gguf").rsplit(".", 1)[-1]
+        side = path.with_suffix(".json")
+        gguf_manifest = json.loads(side.read_text()) if side.is_file() else None
+        return {"method": "gguf (llama.cpp)", "scheme": level, "manifest": gguf_manifest}
     manifest_path = path / MANIFEST
     if manifest_path.is_file():
         manifest = json.loads(manifest_path.read_text())
@@ -237,8 +251,13 @@ def evaluate(name: str, path: Path, args: argparse.Namespace, out: Path) -> dict
     if problem:
         row["reason"] = problem
         return row
-    row["weight_bytes"] = checkpoint_weight_bytes(path)
-    row["disk_bytes"] = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+    if path.suffix == ".gguf":
+        row["weight_bytes"] = row["disk_bytes"] = path.stat().st_size
+        model = {"ENGINE": "llamacpp", "MODEL_GGUF": str(path.resolve())}
+    else:
+        row["weight_bytes"] = checkpoint_weight_bytes(path)
+        row["disk_bytes"] = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+        model = {"MODEL_DIR": str(path.resolve())}
     log = out / "logs" / f"{name}.log"
     log.unlink(missing_ok=True)
     # The server being started (a taken port is retried with a new one): known before it is
@@ -252,7 +271,7 @@ def evaluate(name: str, path: Path, args: argparse.Namespace, out: Path) -> dict
     with PeakMemory(pid_of=server_pid) as memory:
         try:
             try:
-                url = start_service({**server_settings(args), "MODEL_DIR": str(path.resolve())},
+                url = start_service({**server_settings(args), **model},
                                     log_path=log, start_timeout=args.start_timeout,
                                     on_start=servers.append).url
             except ServerFailed:

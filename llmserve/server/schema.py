@@ -19,6 +19,8 @@ from typing import Any
 # - an integer of more than sys.get_int_max_str_digits() digits (4300): ValueError.
 # Control characters (NUL, ESC, DEL...) are not refused: the model's tokenizer encodes them
 # (checked on SmolLM2's), so they are text like any other.
+# Every character str.isspace() counts, as a regex class body (ECMA and Python read it alike).
+PY_WHITESPACE = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads joins a valid pair into one character
 MAX_DEPTH = 512  # nesting levels a body may have (a /predict body needs 2); the C parser
 # raises RecursionError near 1000 minus the stack already in use
@@ -148,7 +150,9 @@ def predict_openapi(max_prompts: int) -> dict[str, Any]:
     """The /predict request body as OpenAPI (a route's `openapi_extra`): documentation and
     the fuzzer's model only. The route reads the raw body and parse_predict checks it, so
     its messages, not FastAPI's, answer a bad body."""
-    text = {"type": "string", "minLength": 1, "pattern": r"\S"}  # not only whitespace
+    # Not only whitespace, in Python's sense (str.strip, what parse_predict checks): JSON
+    # Schema's \S is ECMA's, which counts \x1c-\x1f and \x85 as text (the fuzzer sent "\x1f").
+    text = {"type": "string", "minLength": 1, "pattern": f"[^{PY_WHITESPACE}]"}
     return {
         "requestBody": {
             "required": True,

@@ -97,7 +97,25 @@ def engine_kwargs(settings: Settings, model_dir: Path) -> dict[str, Any]:
         kwargs["max_num_batched_tokens"] = settings.max_num_batched_tokens
     if settings.seed is not None:
         kwargs["seed"] = settings.seed
+    if settings.enable_lora:
+        kwargs["enable_lora"] = True
+        kwargs["max_lora_rank"] = settings.max_lora_rank
+        kwargs["max_loras"] = settings.max_loras
     return kwargs
+
+
+def lora_request(settings: Settings, adapter: str | None) -> Any:
+    """vLLM's LoRARequest for a LORA_MODULES name (None: the base model). Its id is the
+    name's place in LORA_MODULES (vLLM wants a stable id > 0 per adapter)."""
+    if adapter is None:
+        return None
+    from vllm.lora.request import LoRARequest
+
+    names = list(settings.lora_modules)
+    if adapter not in names:
+        raise KeyError(f"adapter {adapter!r} is not in LORA_MODULES ({names})")
+    path = settings.lora_modules[adapter]
+    return LoRARequest(adapter, names.index(adapter) + 1, str(path))
 
 
 def speculative_config(settings: Settings) -> dict[str, Any] | None:

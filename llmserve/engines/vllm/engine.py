@@ -20,7 +20,12 @@ from llmserve.engines.base import (
 )
 from llmserve.engines.render import PromptRenderer
 from llmserve.engines.vllm import capabilities
-from llmserve.engines.vllm.args import device_type, engine_kwargs, sampling_kwargs
+from llmserve.engines.vllm.args import (
+    device_type,
+    engine_kwargs,
+    lora_request,
+    sampling_kwargs,
+)
 from llmserve.engines.vllm.capabilities import check_servable
 from llmserve.settings import Settings
 
@@ -95,7 +100,9 @@ class VllmEngine:
         self, prompts: Sequence[Prompt], sampling: Sampling | None = None
     ) -> Generation:
         """All prompts enter the engine together and come back in order."""
-        params = self._params(sampling or self.sampling, delta=False)
+        sampling = sampling or self.sampling
+        params = self._params(sampling, delta=False)
+        lora = lora_request(self.settings, sampling.adapter)
         tasks: list[asyncio.Task[Any]] = []
         start = time.perf_counter()  # set again when the first prompts enter the engine
         try:
@@ -112,7 +119,7 @@ class VllmEngine:
                 if first == 0:
                     start = time.perf_counter()
                 tasks += [
-                    asyncio.create_task(self._one(prompt_ids, params(prompt_ids)))
+                    asyncio.create_task(self._one(prompt_ids, params(prompt_ids), lora))
                     for prompt_ids in ids
                 ]
             outputs = await asyncio.gather(*tasks)
@@ -133,10 +140,13 @@ class VllmEngine:
             ttft_seconds=min(latencies) if latencies else None,
         )
 
-    async def _one(self, prompt_ids: list[int], params: Any) -> Any:
+    async def _one(self, prompt_ids: list[int], params: Any, lora: Any) -> Any:
         final = None
         async for output in self.llm.generate(
-            {"prompt_token_ids": prompt_ids}, params, request_id=uuid.uuid4().hex
+            {"prompt_token_ids": prompt_ids},
+            params,
+            request_id=uuid.uuid4().hex,
+            lora_request=lora,
         ):
             final = output
         return final
@@ -146,12 +156,17 @@ class VllmEngine:
     ) -> AsyncIterator[Delta]:
         """One request's text as vLLM detokenizes it (DELTA outputs); the last delta carries
         the finish reason. Closing the iterator early, or cancelling it, aborts the request."""
-        params = self._params(sampling or self.sampling, delta=True)
+        sampling = sampling or self.sampling
+        params = self._params(sampling, delta=True)
+        lora = lora_request(self.settings, sampling.adapter)
         (prompt_ids,) = await asyncio.to_thread(self.renderer.token_ids, [prompt])
         self._check_length(0, prompt_ids)
         generated = 0
         request = self.llm.generate(
-            {"prompt_token_ids": prompt_ids}, params(prompt_ids), request_id=uuid.uuid4().hex
+            {"prompt_token_ids": prompt_ids},
+            params(prompt_ids),
+            request_id=uuid.uuid4().hex,
+            lora_request=lora,
         )
         try:
             # aclosing: leaving this loop early closes vLLM's generator now, which aborts the
@@ -193,6 +208,9 @@ class VllmEngine:
             **capabilities.facts(self.settings.dtype, self.model_dir, device == "cpu",
                                  self.settings.quantization),
             "chat_template": not self.renderer.raw,
+            # LORA_MODULES by name (the /v1 model names), and what /predict uses by default.
+            "lora_adapters": sorted(self.settings.lora_modules),
+            "lora_default": self.settings.lora_default,
         }
 
     def shutdown(self) -> None:

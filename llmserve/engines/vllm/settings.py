@@ -7,10 +7,12 @@ Only the field definitions load with the settings; vLLM is imported when a valid
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 SpeculativeMethod = Literal["none", "ngram", "draft"]
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
@@ -82,6 +84,24 @@ class VllmEngineSettings(BaseModel):
     speculative_draft_model: Path | None = Field(
         None, description="Draft model directory, for SPECULATIVE_METHOD=draft."
     )
+    enable_lora: bool = Field(
+        False, description="Serve LoRA adapters (LORA_MODULES) on top of the base model."
+    )
+    max_lora_rank: int = Field(
+        16, gt=0, description="Largest LoRA rank served (vLLM sizes its buffers by it)."
+    )
+    max_loras: int = Field(1, gt=0, description="LoRA adapters in one batch at once.")
+    lora_modules: Annotated[dict[str, Path], NoDecode] = Field(
+        default_factory=dict,
+        description="Adapters to serve: name=path pairs separated by commas (or a JSON "
+        "object) "
+        "(`llmserve finetune` writes OUTPUT/adapter). /v1 requests pick one by `model`.",
+    )
+    lora_default: str | None = Field(
+        None,
+        description="The adapter (a LORA_MODULES name) that /predict uses; unset: the base "
+        "model.",
+    )
 
     @field_validator("quantization", mode="before")
     @classmethod
@@ -105,6 +125,38 @@ class VllmEngineSettings(BaseModel):
         if value not in known:
             raise ValueError(f"unknown KV cache dtype {value!r}; known: {', '.join(known)}")
         return value
+
+    @field_validator("lora_modules", mode="before")
+    @classmethod
+    def _parse_lora_modules(cls, value: Any) -> Any:
+        """Parse "a=/adapters/a,b=/adapters/b" (or take a mapping, from code)."""
+        if not isinstance(value, str):
+            return value
+        if value.strip().startswith("{"):  # JSON, as env_force.sh writes the default
+            return json.loads(value)
+        pairs: dict[str, str] = {}
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            name, sep, path = part.partition("=")
+            if not sep or not name.strip() or not path.strip():
+                raise ValueError(f"LORA_MODULES entry {part!r} is not name=path")
+            pairs[name.strip()] = path.strip()
+        return pairs
+
+    @model_validator(mode="after")
+    def _consistent_lora(self) -> VllmEngineSettings:
+        if self.lora_modules and not self.enable_lora:
+            raise ValueError("LORA_MODULES is set but ENABLE_LORA is not")
+        for name, path in self.lora_modules.items():
+            if not (path / "adapter_config.json").is_file():
+                raise ValueError(
+                    f"LORA_MODULES adapter {name}={str(path)!r} has no adapter_config.json"
+                )
+        if self.lora_default is not None and self.lora_default not in self.lora_modules:
+            raise ValueError(
+                f"LORA_DEFAULT={self.lora_default!r} is not a LORA_MODULES name "
+                f"(known: {sorted(self.lora_modules)})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _consistent_speculation(self) -> VllmEngineSettings:

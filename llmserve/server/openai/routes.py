@@ -3,13 +3,16 @@
 Each request goes through what /predict's does: admission (MAX_WAITING_PROMPTS), a
 generation cancelled when the client goes or REQUEST_TIMEOUT passes (guard.py), and the
 app's handlers for a too long prompt or a dead engine. Requests to both endpoints enter the
-same engine, which batches them together.
+same engine, which batches them together. Answer shaping (llmserve.shaping): BUDGET_HINT
+applies to every request (N: its max_tokens); post-processing to non-streamed answers only;
+LENGTH_ROUTER does not apply (the client sets max_tokens).
 """
 
 from __future__ import annotations
 
 import asyncio
 from contextlib import ExitStack
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -18,7 +21,12 @@ from fastapi.responses import JSONResponse, Response
 from llmserve.engines.base import Delta, Engine, Prompt, RawText, Sampling
 from llmserve.server.openai.auth import require_key
 from llmserve.server.openai.errors import OpenAIError, openai_error
-from llmserve.server.openai.models import check_model, model_card
+from llmserve.server.openai.models import (
+    adapter_cards,
+    adapter_for,
+    check_model,
+    model_card,
+)
 from llmserve.server.openai.objects import Answer
 from llmserve.server.openai.requests import ChatRequest, Common, CompletionRequest, parse_body
 from llmserve.server.openai.streaming import EventStream, close, events, first_delta
@@ -32,6 +40,8 @@ from llmserve.server.routes.guard import (
 )
 from llmserve.server.routes.predict import timing_headers
 from llmserve.server.state import EngineDep, Overloaded, Service, ServiceDep
+from llmserve.shaping.apply import shaped_generate
+from llmserve.shaping.hint import hinted
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])
 
@@ -39,13 +49,12 @@ router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])
 @router.get("/models")
 async def list_models(service: ServiceDep) -> dict[str, Any]:
     created = int(service.model_dir.stat().st_mtime) if service.model_dir.exists() else 0
-    return {"object": "list", "data": [model_card(service, created)]}
+    cards = [model_card(service, created), *adapter_cards(service, created)]
+    return {"object": "list", "data": cards}
 
 
 @router.post("/chat/completions")
-async def chat_completions(
-    request: Request, service: ServiceDep, engine: EngineDep
-) -> Response:
+async def chat_completions(request: Request, service: ServiceDep, engine: EngineDep) -> Response:
     body = parse_body(await request.body(), ChatRequest)
     answer = Answer(check_model(service, body.model), chat=True)
     return await respond(request, service, engine, body, answer, [body.conversation()])
@@ -61,8 +70,8 @@ async def completions(request: Request, service: ServiceDep, engine: EngineDep) 
             400, f"prompt has {len(body.prompts)} items; at most {limit} (MAX_BATCH_PROMPTS)",
             "prompt",
         )  # fmt: skip
-    if body.stream and len(body.prompts) > 1:
-        raise OpenAIError(400, "stream=true takes one prompt, not a list", "stream")
+    if body.stream and isinstance(body.prompt, list):  # as the schema says, even for one item
+        raise OpenAIError(400, "stream=true takes one prompt string, not a list", "stream")
     prompts: list[Prompt] = [RawText(text) for text in body.prompts]
     return await respond(request, service, engine, body, answer, prompts)
 
@@ -77,15 +86,20 @@ async def respond(
 ) -> Response:
     """Generate `prompts` (admitted, guarded) and answer whole or as a stream."""
     sampling = body.sampling(service.sampling, service.settings.max_model_len)
+    sampling = sampling.replace(adapter=adapter_for(service, answer.model))
     timeout = service.settings.request_timeout
     try:
         with ExitStack() as admission:
             admission.enter_context(service.admit(len(prompts)))
-            if body.stream:
+            if body.stream:  # shaping: only the budget hint (no post-processing of a stream)
+                prompt = hinted(prompts[0], sampling.max_tokens, service.settings)
                 return await start_stream(
-                    request, engine, sampling, timeout, answer, prompts[0], body, admission
+                    request, engine, sampling, timeout, answer, prompt, body, admission
                 )
-            result = await guarded(request, generate(engine, prompts, sampling), timeout)
+            work = shaped_generate(
+                partial(generate, engine), prompts, sampling, service.settings, route=False
+            )
+            result = await guarded(request, work, timeout)
     except Overloaded as exc:
         return openai_error(503, str(exc), headers={"Retry-After": str(RETRY_AFTER_S)})
     except ClientGone:

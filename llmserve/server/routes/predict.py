@@ -5,9 +5,15 @@ Load and faults: a request is admitted only while the prompts waiting over all r
 within MAX_WAITING_PROMPTS (else a fast 503 with Retry-After); its generation runs as a task
 that is cancelled when the client disconnects or REQUEST_TIMEOUT passes (504). Cancelling an
 engine's generate aborts what entered the engine (the Engine Protocol's contract).
+
+Answer shaping (llmserve.shaping, all off by default): LENGTH_ROUTER's per-prompt max_tokens,
+BUDGET_HINT and the post-processing settings apply here; X-Output-Tokens stays the engine's
+generated count.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -23,6 +29,7 @@ from llmserve.server.routes.guard import (
 )
 from llmserve.server.schema import parse_predict
 from llmserve.server.state import EngineDep, Overloaded, ServiceDep
+from llmserve.shaping.apply import shaped_generate
 
 router = APIRouter()
 
@@ -42,7 +49,9 @@ async def predict(request: Request, service: ServiceDep, engine: EngineDep) -> R
     parsed = parse_predict(await request.body(), service.settings.max_batch_prompts)
     try:
         with service.admit(len(parsed.prompts)):
-            work = generate(engine, list(parsed.prompts), service.sampling)
+            work = shaped_generate(
+                partial(generate, engine), list(parsed.prompts), service.sampling, service.settings
+            )
             result = await guarded(request, work, service.settings.request_timeout)
     except Overloaded as exc:
         return JSONResponse(

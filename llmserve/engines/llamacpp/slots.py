@@ -1,0 +1,119 @@
+"""One request inside the llama.cpp decode loop: its prompt, sampler chain, output text with
+stop strings and EOS, and the callback that hands deltas to the asyncio side."""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmserve.engines.base import Delta, Sampling
+
+# Seed of an unseeded request: llama.cpp picks a random one.
+LLAMA_DEFAULT_SEED = 0xFFFFFFFF
+
+
+def sampler_chain(llama_cpp: Any, sampling: Sampling, vocab_size: int) -> Any:
+    """llama.cpp's sampler chain for `sampling`: penalties, top-k, top-p, temperature, then
+    a seeded draw; greedy when the temperature is 0."""
+    chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+    add = llama_cpp.llama_sampler_chain_add
+    if (
+        sampling.repetition_penalty != 1.0
+        or sampling.frequency_penalty
+        or sampling.presence_penalty
+    ):
+        add(
+            chain,
+            llama_cpp.llama_sampler_init_penalties(
+                vocab_size,
+                64,  # the last 64 tokens are penalized, as llama.cpp's default
+                sampling.repetition_penalty,
+                sampling.frequency_penalty,
+                sampling.presence_penalty,
+            ),
+        )
+    if sampling.temperature == 0:
+        add(chain, llama_cpp.llama_sampler_init_greedy())
+        return chain
+    if sampling.top_k:
+        add(chain, llama_cpp.llama_sampler_init_top_k(sampling.top_k))
+    if sampling.top_p < 1.0:
+        add(chain, llama_cpp.llama_sampler_init_top_p(sampling.top_p, 1))
+    add(chain, llama_cpp.llama_sampler_init_temp(sampling.temperature))
+    seed = LLAMA_DEFAULT_SEED if sampling.seed is None else sampling.seed & 0xFFFFFFFF
+    add(chain, llama_cpp.llama_sampler_init_dist(seed))
+    return chain
+
+
+@dataclass
+class Request:
+    """A prompt waiting for, or decoding in, a sequence slot."""
+
+    prompt_ids: list[int]
+    sampling: Sampling
+    max_tokens: int  # sampling.max_tokens lowered to what MAX_MODEL_LEN leaves
+    emit: Callable[[Delta | BaseException], None]  # thread-safe: to the asyncio side
+    decode_text: Callable[[list[int]], str]
+    cancelled: bool = False
+    done: bool = False  # the last delta was emitted (set before it is)
+    slot: int = -1
+    fed: int = 0  # prompt tokens already in the KV cache
+    output_ids: list[int] = field(default_factory=list)
+    sent_chars: int = 0
+    sampler: Any = None
+
+    @property
+    def prefilling(self) -> bool:
+        return self.fed < len(self.prompt_ids)
+
+    @property
+    def position(self) -> int:
+        """Position of the next token fed to the model."""
+        return self.fed + max(0, len(self.output_ids) - 1)
+
+    def accept(self, token: int, is_eog: bool) -> bool:
+        """Takes a sampled token; emits the text it completes. True when the request ended."""
+        if is_eog and not self.sampling.ignore_eos:
+            return self._finish("stop", self.decode_text(self.output_ids))
+        self.output_ids.append(token)
+        text = self.decode_text(self.output_ids)
+        stops = self.sampling.stop
+        for stop in stops:
+            at = text.find(stop)
+            if at >= 0:
+                return self._finish("stop", text[:at])
+        if len(self.output_ids) >= self.max_tokens:
+            return self._finish("length", text)
+        # Hold back what could be the start of a stop string, and half a UTF-8 character.
+        hold = max((len(s) - 1 for s in stops), default=0)
+        safe = len(text) - hold
+        if text.endswith("\ufffd"):
+            safe = min(safe, len(text) - 1)
+        if safe > self.sent_chars:
+            self._send(text[self.sent_chars : safe], None)
+        return False
+
+    def _finish(self, reason: str, text: str) -> bool:
+        self.done = True
+        self._send(text[self.sent_chars :], reason)
+        return True
+
+    def _send(self, text: str, reason: str | None) -> None:
+        self.sent_chars += len(text)
+        self.emit(Delta(text, len(self.output_ids), len(self.prompt_ids), reason))
+
+
+def token_piece_decoder(llama_cpp: Any, vocab: Any) -> Callable[[list[int]], str]:
+    """Token ids -> text through llama.cpp's own vocabulary (special tokens left out)."""
+
+    def decode(ids: list[int]) -> str:
+        out = bytearray()
+        buf = ctypes.create_string_buffer(256)
+        for token in ids:
+            n = llama_cpp.llama_token_to_piece(vocab, token, buf, len(buf), 0, False)
+            out += buf.raw[: max(n, 0)]
+        return out.decode("utf-8", errors="replace")
+
+    return decode
