@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -9,7 +10,11 @@ import psutil
 import pytest
 
 from llmserve.bench.cli import main
-from llmserve.bench.config import SYSTEMS
+from llmserve.bench.config import DEFAULT_SYSTEMS, LLAMACPP_CONCURRENT, LLAMACPP_LIST
+
+# The llama.cpp rows run where llama-cpp-python is installed (run_tests.sh installs it).
+LLAMACPP = importlib.util.find_spec("llama_cpp") is not None
+SYSTEMS = (*DEFAULT_SYSTEMS, *((LLAMACPP_LIST, LLAMACPP_CONCURRENT) if LLAMACPP else ()))
 
 pytestmark = pytest.mark.engine
 
@@ -28,8 +33,8 @@ def test_quick_run_of_all_systems(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     ]
     first = main([*flags, "--systems", "vllm-offline,predict-list,predict-concurrent,vllm-serve"])
     assert first == 0
-    # A second invocation adds transformers to the same record; vllm-offline is already there.
-    code = main([*flags, "--systems", "vllm-offline,transformers", "--resume"])
+    # A second invocation adds the rest to the same record; vllm-offline is already there.
+    code = main([*flags, "--systems", ",".join(("vllm-offline", *SYSTEMS[4:])), "--resume"])
     data = json.loads((tmp_path / "record.json").read_text())
     errors = {name: facts.get("error") for name, facts in data["systems"].items()}
     assert code == 0, errors
@@ -40,7 +45,8 @@ def test_quick_run_of_all_systems(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         assert entry["output_tokens"]["median"] == PROMPTS * OUTPUT_LEN, row
         assert entry["tokens_per_s"]["n"] == 3
     assert data["ratios"]["vllm-offline"] == 1.0
-    assert list(data["latency"]) == ["vllm-offline", "predict", "vllm-serve", "transformers"]
+    latency = ["vllm-offline", "predict", "vllm-serve", "transformers"]
+    assert list(data["latency"]) == [*latency, *(["llamacpp"] if LLAMACPP else [])]
     for name, facts in data["systems"].items():
         assert facts["peak_rss_mb"] > facts["weights_mb"] > 0, name
         assert Path(facts["log"]).exists()

@@ -9,6 +9,7 @@ import pytest
 
 from llmserve.budget.sweep import Point, points, report, run_sweep
 from llmserve.cli import main as cli_main
+from llmserve.harness.records import read_jsonl
 
 
 def scripted(calls: list[str]) -> Any:
@@ -54,3 +55,20 @@ def test_bad_flags_are_usage_errors(
         cli_main(["budget", flag, value])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.engine
+def test_one_real_point_on_llamacpp(tmp_path: Path) -> None:
+    """A real server per point (llama.cpp starts in seconds): GSM8K and the judge scored, the
+    budget held in what the judge counted."""
+    pytest.importorskip("llama_cpp")
+    code = cli_main([
+        "budget", "--engines", "llamacpp", "--budgets", "16", "--hints", "on",
+        "--limit", "2", "--judge-limit", "3", "--batch-size", "3", "--out", str(tmp_path),
+    ])
+    assert code == 0
+    (record,) = read_jsonl(tmp_path / "records.jsonl")
+    assert record["key"] == "llamacpp/16/hint" and record["n"] == 2
+    assert record["judge_items"] == 3 and 0 <= record["rouge_cjk"] <= 1
+    assert 0 < record["judge_output_tokens"] <= 3 * 16  # MAX_NEW_TOKENS was the budget
+    assert "| llamacpp | 16 | on |" in (tmp_path / "budget.md").read_text()

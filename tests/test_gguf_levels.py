@@ -70,8 +70,16 @@ def test_q2_k_made_by_llamacpp(levels_dir: Path) -> None:
     manifest = json.loads(q2.with_suffix(".json").read_text())
     assert manifest["quantizer"] == "llama_cpp.llama_model_quantize"
     kinds = {t.tensor_type.name for t in GGUFReader(q2).tensors}
-    assert "Q2_K" in kinds
+    assert set(manifest["tensor_types"]) == kinds
     assert q2.stat().st_size < (levels_dir / f"{STEM}.Q8_0.gguf").stat().st_size
+    # SmolLM2-135M's 576-wide rows take no k-quant blocks: llama.cpp falls back (Q4_0, and
+    # Q3_K for ffn_down's 1536-wide rows), and the manifest says so instead of hiding it.
+    assert "Q2_K" not in kinds and manifest["nominal_tensors"] == 0
+    assert manifest["weight_tensors"] == 211
+    assert "only 0 of 211 weight tensors are Q2_K" in manifest["note"]
+    assert json.loads(
+        (levels_dir / f"{STEM}.Q8_0.gguf").with_suffix(".json").read_text()
+    )["note"] is None
 
 
 @pytest.mark.engine

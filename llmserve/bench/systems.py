@@ -237,8 +237,11 @@ class LlamacppService(Service):
         return await super().throughput(self.as_service[row], batch)
 
     async def weight_bytes(self) -> int | None:
+        from llmserve.model import find_embedded_gguf
+
         gguf = self.context.env.get("MODEL_GGUF")
-        return Path(gguf).stat().st_size if gguf and Path(gguf).is_file() else None
+        path = Path(gguf) if gguf else find_embedded_gguf()
+        return path.stat().st_size if path.is_file() else None
 
 
 def offline_batched_tokens(world_size: int) -> int | None:

@@ -37,8 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llmserve budget",
         description="Serve the model once per (engine, budget, hint) with MAX_NEW_TOKENS=budget "
-        "and BUDGET_HINT, score GSM8K, and write records.jsonl (resumable), budget.md and "
-        "budget.png (accuracy against seconds per problem).",
+        "and BUDGET_HINT, score GSM8K and the judge (RougeL on data.jsonl's test split), and "
+        "write records.jsonl (resumable), budget.md and budget.png (accuracy against seconds "
+        "per problem).",
     )
     parser.add_argument("--budgets", type=csv_ints, default=[32, 64, 128, 256])
     parser.add_argument("--engines", type=csv_engines, default=list(ENGINES))
@@ -46,20 +47,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, default=20, help="GSM8K problems per point")
     parser.add_argument("--batch-size", type=int, default=20, help="prompts per /predict list")
     parser.add_argument("--gsm8k", type=Path, default=paths.GSM8K_TEST)
+    parser.add_argument("--data", type=Path, default=paths.DATA_JSONL,
+                        help="the judge's data; its test split is scored (default %(default)s)")
+    parser.add_argument("--judge-limit", type=int, default=40, metavar="N",
+                        help="judge test questions per point (0: no judge; default %(default)s)")
     parser.add_argument("--out", type=Path, default=paths.RESULTS_ROOT / "budget")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from llmserve.budget.sweep import measure_gsm8k, points, report, run_sweep
+    from llmserve.budget.sweep import Workload, measure_point, points, report, run_sweep
 
     hints = {"both": [False, True], "on": [True], "off": [False]}[args.hints]
     try:
         records = run_sweep(
             points(args.engines, args.budgets, hints),
             args.out,
-            measure_gsm8k(args.gsm8k, args.limit, args.batch_size),
+            measure_point(
+                Workload(args.gsm8k, args.limit, args.batch_size, args.data, args.judge_limit)
+            ),
         )
     except LlmserveError as error:
         print(f"llmserve budget: error: {error}", file=sys.stderr)

@@ -1,8 +1,10 @@
-"""The budget sweep: one server per (engine, budget, hint), GSM8K accuracy and seconds.
+"""The budget sweep: one server per (engine, budget, hint), GSM8K accuracy, the judge's
+RougeL on data.jsonl's test split, and seconds.
 
 Each point starts `llmserve serve` with ENGINE, MAX_NEW_TOKENS=budget and BUDGET_HINT, scores
-GSM8K (llmserve.quantize.compare.run_gsm8k, the scoreboard's scorer) and appends one JSONL
-record; a rerun skips the points already recorded. `table` and `chart` render the records.
+GSM8K (llmserve.quantize.compare.run_gsm8k, the scoreboard's scorer), runs the judge (its
+Runner, batched, as the scoreboard does) and appends one JSONL record; a rerun skips the
+points already recorded. `table` and `chart` render the records.
 """
 
 from __future__ import annotations
@@ -37,11 +39,23 @@ def points(engines: list[str], budgets: list[int], hints: list[bool]) -> list[Po
     return [Point(e, b, h) for e in engines for b in budgets for h in hints]
 
 
-def measure_gsm8k(gsm8k: Path, limit: int, batch_size: int) -> Measure:
-    """A Measure that serves the point and scores `limit` GSM8K problems on it."""
+@dataclass(frozen=True)
+class Workload:
+    """What each point is scored on."""
+
+    gsm8k: Path
+    limit: int  # GSM8K problems
+    batch_size: int  # prompts per /predict list
+    data: Path  # the judge's data: its test split
+    judge_limit: int | None  # test questions (None: all; 0: no judge)
+
+
+def measure_point(work: Workload) -> Measure:
+    """A Measure that serves the point, scores GSM8K and runs the judge on it."""
 
     def measure(point: Point, run_dir: Path) -> dict[str, Any]:
         from llmserve.harness.launch import start_service
+        from llmserve.judge.runner import RunConfig, Runner
         from llmserve.quantize.compare import run_gsm8k
 
         settings = {
@@ -50,20 +64,33 @@ def measure_gsm8k(gsm8k: Path, limit: int, batch_size: int) -> Measure:
             "BUDGET_HINT": point.hint,
         }
         args = argparse.Namespace(
-            gsm8k=gsm8k, gsm8k_shots=0, gsm8k_limit=limit, batch_size=batch_size
+            gsm8k=work.gsm8k, gsm8k_shots=0, gsm8k_limit=work.limit, batch_size=work.batch_size
         )
-        log = run_dir / f"{point.key.replace('/', '-')}.log"
-        with start_service(settings, log_path=log) as service:
+        name = point.key.replace("/", "-")
+        judged: dict[str, Any] = {}
+        with start_service(settings, log_path=run_dir / f"{name}.log") as service:
             started = time.perf_counter()
-            result = run_gsm8k(
-                service.url, args, run_dir / f"{point.key.replace('/', '-')}.gsm8k.jsonl"
-            )
+            result = run_gsm8k(service.url, args, run_dir / f"{name}.gsm8k.jsonl")
             seconds = time.perf_counter() - started
+            if work.judge_limit != 0:
+                config = RunConfig(
+                    url=service.url, data=work.data, out=run_dir / "judge" / name,
+                    split="test", limit=work.judge_limit, batch=True,
+                    batch_size=work.batch_size, progress=False,
+                )
+                results = Runner(config).run().summary["results"]
+                judged = {
+                    "rouge_cjk": results["scores"]["cjk"],
+                    "rouge_compat": results["scores"]["compat"],
+                    "judge_items": results["items"],
+                    "judge_output_tokens": results["engine_output_tokens"],
+                }
         return {
             "gsm8k_strict": result["strict"],
             "gsm8k_flexible": result["flexible"],
             "n": result["n"],
             "seconds_per_problem": seconds / max(result["n"], 1),
+            **judged,
         }
 
     return measure
@@ -94,14 +121,20 @@ def run_sweep(todo: list[Point], out: Path, measure: Measure) -> list[dict[str, 
 def table(records: list[dict[str, Any]]) -> str:
     """A markdown table, one row per point."""
     lines = [
-        "| engine | budget | hint | GSM8K flexible | GSM8K strict | s/problem | n |",
-        "|---|---:|---|---:|---:|---:|---:|",
+        "| engine | budget | hint | GSM8K flexible | GSM8K strict | s/problem | n "
+        "| judge cjk | judge compat | judge n |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+
+    def score(r: dict[str, Any], key: str) -> str:
+        return f"{r[key]:.4f}" if key in r else "–"
+
     for r in sorted(records, key=lambda r: (r["engine"], r["hint"], r["budget"])):
         lines.append(
             f"| {r['engine']} | {r['budget']} | {'on' if r['hint'] else 'off'} | "
             f"{r['gsm8k_flexible']:.3f} | {r['gsm8k_strict']:.3f} | "
-            f"{r['seconds_per_problem']:.2f} | {r['n']} |"
+            f"{r['seconds_per_problem']:.2f} | {r['n']} | {score(r, 'rouge_cjk')} | "
+            f"{score(r, 'rouge_compat')} | {r.get('judge_items', '–')} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -111,22 +144,28 @@ def chart(records: list[dict[str, Any]], path: Path) -> None:
     from llmserve.harness.charts import pyplot, save_figure
 
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    judged = any("rouge_cjk" in r for r in records)
+    fig, axes = plt.subplots(1, 2 if judged else 1, figsize=(13 if judged else 7, 4.5),
+                             squeeze=False)
+    panels = [("gsm8k_flexible", "GSM8K accuracy (flexible)")]
+    if judged:
+        panels.append(("rouge_cjk", "judge RougeL-F1 (cjk), data.jsonl test"))
     lines = sorted({(r["engine"], r["hint"]) for r in records})
-    for engine, hint in lines:
-        rows = sorted(
-            (r for r in records if (r["engine"], r["hint"]) == (engine, hint)),
-            key=lambda r: r["budget"],
-        )
-        xs = [r["seconds_per_problem"] for r in rows]
-        ys = [r["gsm8k_flexible"] for r in rows]
-        ax.plot(xs, ys, marker="o", label=f"{engine}, hint {'on' if hint else 'off'}")
-        for r, x, y in zip(rows, xs, ys, strict=True):
-            ax.annotate(str(r["budget"]), (x, y), xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("seconds per GSM8K problem")
-    ax.set_ylabel("GSM8K accuracy (flexible)")
-    ax.set_title("Token budget: accuracy against latency")
-    ax.legend()
+    for ax, (key, label) in zip(axes[0], panels, strict=True):
+        for engine, hint in lines:
+            rows = sorted(
+                (r for r in records if (r["engine"], r["hint"]) == (engine, hint) and key in r),
+                key=lambda r: r["budget"],
+            )
+            xs = [r["seconds_per_problem"] for r in rows]
+            ys = [r[key] for r in rows]
+            ax.plot(xs, ys, marker="o", label=f"{engine}, hint {'on' if hint else 'off'}")
+            for r, x, y in zip(rows, xs, ys, strict=True):
+                ax.annotate(str(r["budget"]), (x, y), xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel("seconds per GSM8K problem")
+        ax.set_ylabel(label)
+        ax.legend()
+    fig.suptitle("Token budget (points: MAX_NEW_TOKENS): accuracy against latency")
     save_figure(fig, path)
 
 

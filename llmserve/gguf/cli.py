@@ -47,4 +47,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     for m in manifests:
         types = ", ".join(f"{k}:{v}" for k, v in m["tensor_types"].items())
         print(f"{m['level']:7} {m['size_bytes'] / 2**20:8.1f} MiB  {types}  {m['path']}")
+        if m.get("note"):
+            print(f"        note: {m['note']}")
     return int(ExitCode.OK)

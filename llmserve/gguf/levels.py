@@ -30,6 +30,8 @@ LEVELS: dict[str, LlamaFileType] = {
     "Q2_K": LlamaFileType.MOSTLY_Q2_K,
 }
 DEFAULT_LEVELS = tuple(LEVELS)
+# The GGML type most weight tensors of a level get (Q4_K_M mixes in Q6_K by design).
+NOMINAL_TYPE = {"F16": "F16", "Q8_0": "Q8_0", "Q4_K_M": "Q4_K", "Q2_K": "Q2_K"}
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,27 @@ class Manifest:
     tensor_types: dict[str, int]
     seconds: float
     quantizer: str
+    # Weight (non-F32) tensors stored at the level's nominal type, and a line saying why
+    # fewer did: k-quants need rows of a multiple of 256 values. SmolLM2-135M's rows are 576
+    # wide, so at Q2_K llama.cpp stored none as Q2_K (180 Q4_0, 30 Q3_K, 1 Q8_0).
+    nominal_tensors: int
+    weight_tensors: int
+    note: str | None
+
+
+def nominal_share(level: str, types: dict[str, int]) -> tuple[int, int, str | None]:
+    """(tensors at the level's nominal type, weight tensors, a note when under half)."""
+    nominal = NOMINAL_TYPE[level]
+    weights = sum(n for kind, n in types.items() if kind != "F32")
+    at_level = types.get(nominal, 0)
+    if 2 * at_level >= weights:
+        return at_level, weights, None
+    others = ", ".join(f"{n} {k}" for k, n in types.items() if k not in ("F32", nominal))
+    note = (
+        f"only {at_level} of {weights} weight tensors are {nominal}: llama.cpp fell back to "
+        f"{others} where rows are not a multiple of 256 values (k-quant blocks)"
+    )
+    return at_level, weights, note
 
 
 def tensor_types(path: Path) -> dict[str, int]:
@@ -187,6 +210,8 @@ def make_levels(source: Path, out_dir: Path, levels: list[str]) -> list[dict[str
             else:
                 quantize_with_llamacpp(f16, path, level)
                 quantizer = "llama_cpp.llama_model_quantize"
+            types = tensor_types(path)
+            nominal, weights, note = nominal_share(level, types)
             done = asdict(
                 Manifest(
                     level=level,
@@ -194,9 +219,12 @@ def make_levels(source: Path, out_dir: Path, levels: list[str]) -> list[dict[str
                     source=str(source),
                     source_type=source_type,
                     size_bytes=path.stat().st_size,
-                    tensor_types=tensor_types(path),
+                    tensor_types=types,
                     seconds=round(time.perf_counter() - started, 2),
                     quantizer=quantizer,
+                    nominal_tensors=nominal,
+                    weight_tensors=weights,
+                    note=note,
                 )
             )
             write_json(path.with_suffix(".json"), done)

@@ -11,6 +11,7 @@ thread with call_soon_threadsafe.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -107,11 +108,19 @@ class LlamaCppEngine:
         self, ids: list[int], sampling: Sampling, queue: asyncio.Queue[Delta | BaseException]
     ) -> Request:
         loop = asyncio.get_running_loop()
+
+        def emit(item: Delta | BaseException) -> None:
+            # The caller's event loop may be gone (a stream closed, then asyncio.run ended)
+            # before the decode thread sees the cancel: that request's deltas are dropped,
+            # and the decode loop lives on (CI saw it die here, failing every later request).
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
         return Request(
             prompt_ids=ids,
             sampling=sampling,
             max_tokens=min(sampling.max_tokens, self.max_model_len - len(ids)),
-            emit=lambda item: loop.call_soon_threadsafe(queue.put_nowait, item),
+            emit=emit,
             decode_text=self.decode_text,
         )
 

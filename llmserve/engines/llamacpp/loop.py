@@ -129,6 +129,8 @@ class DecodeLoop:
         if status != 0:
             raise RuntimeError(f"llama_decode returned {status}")
         for request, index in sample_at:
+            if request.cancelled:  # closed while this step ran: nobody reads its deltas
+                continue
             token = self.lib.llama_sampler_sample(request.sampler, self.ctx, index)
             is_eog = bool(self.lib.llama_vocab_is_eog(self.vocab, token))
             if request.accept(token, is_eog):
