@@ -1,5 +1,6 @@
-"""The OpenAI-compatible API with a real client (the openai SDK) against the real engine: the
-session server (tests/conftest.py: real vLLM, real model, real uvicorn on a free port)."""
+"""The OpenAI-compatible API with a real client (the openai SDK) against the real engines: the
+session servers (tests/conftest.py: real vLLM, and real llama.cpp where it is installed; the
+real model; real uvicorn on a free port). Every test runs against both (`any_server`)."""
 
 from __future__ import annotations
 
@@ -18,15 +19,15 @@ pytestmark = pytest.mark.engine
 QUESTION = [{"role": "user", "content": "Name three colors."}]
 
 
-@pytest.fixture(scope="module")
-def model(server: Server) -> str:
-    with server.client() as http:
+@pytest.fixture
+def model(any_server: Server) -> str:
+    with any_server.client() as http:
         return str(http.get("/info").json()["model"])
 
 
 @pytest.fixture
-def sdk(server: Server) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="EMPTY", max_retries=0,
+def sdk(any_server: Server) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{any_server.url}/v1", api_key="EMPTY", max_retries=0,
                        timeout=300) as client:  # fmt: skip
         yield client
 
@@ -84,7 +85,7 @@ def test_completions_are_raw(sdk: openai.OpenAI, model: str) -> None:
     assert "".join(c.choices[0].text for c in streamed if c.choices) == one.choices[0].text
 
 
-def test_a_streaming_client_that_leaves_stops_the_engine(server: Server, model: str) -> None:
+def test_a_streaming_client_that_leaves_stops_the_engine(any_server: Server, model: str) -> None:
     """A stream of up to ~1000 tokens (ignore_eos: it cannot end early by itself) is read for
     a few chunks, then the client disconnects: the engine drops the request (its unfinished
     count returns to 0) instead of generating the rest.
@@ -96,10 +97,10 @@ def test_a_streaming_client_that_leaves_stops_the_engine(server: Server, model: 
         "model": model, "prompt": "Count: 1, 2, 3,", "max_tokens": 1000, "ignore_eos": True,
         "temperature": 0, "stream": True,
     }  # fmt: skip
-    with server.client() as http:
+    with any_server.client() as http:
         assert unfinished(http) == 0
         with (
-            httpx.Client(base_url=server.url, timeout=300) as streaming,
+            httpx.Client(base_url=any_server.url, timeout=300) as streaming,
             streaming.stream("POST", "/v1/completions", json=body) as response,
         ):
             assert response.status_code == 200
@@ -121,13 +122,13 @@ def test_a_streaming_client_that_leaves_stops_the_engine(server: Server, model: 
         assert http.get("/").status_code == 200
 
 
-def test_predict_and_chat_at_once(server: Server, sdk: openai.OpenAI, model: str) -> None:
+def test_predict_and_chat_at_once(any_server: Server, sdk: openai.OpenAI, model: str) -> None:
     """Both endpoints share the engine: concurrent requests to both are served (together, by
     the engine's continuous batching), with the answers each gives alone."""
     prompt = "What is 2 + 2?"
 
     def predict() -> str:
-        with server.client() as http:
+        with any_server.client() as http:
             response = http.post("/predict", json={"prompt": prompt})
             assert response.status_code == 200, response.text
             return str(response.json()["response"])
