@@ -55,7 +55,7 @@ def measure_point(work: Workload) -> Measure:
 
     def measure(point: Point, run_dir: Path) -> dict[str, Any]:
         from llmserve.harness.launch import start_service
-        from llmserve.judge.runner import RunConfig, Runner
+        from llmserve.judge.runner import score_test_split
         from llmserve.quantize.compare import run_gsm8k
 
         settings = {
@@ -73,18 +73,10 @@ def measure_point(work: Workload) -> Measure:
             result = run_gsm8k(service.url, args, run_dir / f"{name}.gsm8k.jsonl")
             seconds = time.perf_counter() - started
             if work.judge_limit != 0:
-                config = RunConfig(
-                    url=service.url, data=work.data, out=run_dir / "judge" / name,
-                    split="test", limit=work.judge_limit, batch=True,
-                    batch_size=work.batch_size, progress=False,
+                judged = score_test_split(
+                    service.url, work.data, run_dir / "judge" / name, work.judge_limit,
+                    work.batch_size,
                 )
-                results = Runner(config).run().summary["results"]
-                judged = {
-                    "rouge_cjk": results["scores"]["cjk"],
-                    "rouge_compat": results["scores"]["compat"],
-                    "judge_items": results["items"],
-                    "judge_output_tokens": results["engine_output_tokens"],
-                }
         return {
             "gsm8k_strict": result["strict"],
             "gsm8k_flexible": result["flexible"],

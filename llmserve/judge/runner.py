@@ -292,3 +292,20 @@ class Runner:
             "t_start": prediction.t_start,
             "t_end": prediction.t_end,
         }
+
+
+def score_test_split(
+    url: str, data: Path, out: Path, limit: int | None, batch_size: int, progress: bool = False
+) -> dict[str, Any]:
+    """The judge on `data`'s test split, batched (as the scoreboard and the budget sweep run
+    it, resuming in `out`): the row fields rouge_cjk, rouge_compat, judge_items and
+    judge_output_tokens."""
+    config = RunConfig(url=url, data=data, out=out, split="test", limit=limit, batch=True,
+                       batch_size=batch_size, resume=True, progress=progress)
+    results = Runner(config).run().summary["results"]
+    return {
+        "rouge_cjk": results["scores"]["cjk"],
+        "rouge_compat": results["scores"]["compat"],
+        "judge_items": results["items"],
+        "judge_output_tokens": results["engine_output_tokens"],
+    }

@@ -241,7 +241,7 @@ def evaluate(name: str, path: Path, args: argparse.Namespace, out: Path) -> dict
     from llmserve.bench.memory import MB, PeakMemory, checkpoint_weight_bytes
     from llmserve.harness.client import get_info
     from llmserve.harness.launch import ServerFailed, ServerProcess, start_service
-    from llmserve.judge.runner import RunConfig, Runner
+    from llmserve.judge.runner import score_test_split
     from llmserve.quantize.env import last_error
     from llmserve.quantize.speed import SpeedPlan, measure_speed
 
@@ -280,14 +280,9 @@ def evaluate(name: str, path: Path, args: argparse.Namespace, out: Path) -> dict
             with step("/info"):
                 row["served"] = get_info(url).get("engine")
             with step("judge"):
-                config = RunConfig(url=url, data=args.data, out=out / "judge" / name,
-                                   split="test", limit=args.judge_limit, batch=True,
-                                   batch_size=args.batch_size, resume=True,
-                                   progress=sys.stderr.isatty())
-                results = Runner(config).run().summary["results"]
-                row["rouge_cjk"] = results["scores"]["cjk"]
-                row["rouge_compat"] = results["scores"]["compat"]
-                row["judge_items"] = results["items"]
+                row.update(score_test_split(url, args.data, out / "judge" / name,
+                                            args.judge_limit, args.batch_size,
+                                            progress=sys.stderr.isatty()))
             if args.gsm8k_limit:
                 with step("gsm8k"):
                     gsm = run_gsm8k(url, args, out / "gsm8k" / f"{name}.jsonl")
