@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import shutil
 from pathlib import Path
 
+from llmserve.errors import LlmserveError
+from llmserve.harness.records import atomic_dir
 from llmserve.settings import Settings, load_settings
 
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
@@ -44,6 +45,22 @@ def resolve_model_dir(settings: Settings) -> Path:
             f"the embedded model is not prepared in {path}: run `python -m llmserve.model`"
         )
     return path.resolve()
+
+
+def served_model_dir(explicit: Path | None = None) -> Path:
+    """`explicit` (a tool's --model flag), else what the server would serve with this
+    environment, the embedded model prepared first if need be; problems as LlmserveError."""
+    if explicit is not None:
+        if not (explicit / "config.json").is_file():
+            raise LlmserveError(f"model directory {str(explicit)!r} has no config.json")
+        return explicit
+    settings = load_settings()
+    try:
+        if settings.model_dir is None and not settings.model_id:
+            prepare_embedded(settings.cache_dir)
+        return resolve_model_dir(settings)
+    except ModelNotFound as error:
+        raise LlmserveError(str(error)) from None
 
 
 def embedded_dir(cache_dir: Path) -> Path:
@@ -84,13 +101,10 @@ def prepare_embedded(cache_dir: Path) -> Path:
     model.load_state_dict(quantized.state_dict(), strict=False)
     model.tie_weights()
 
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial, safe_serialization=True)
-    tokenizer.save_pretrained(partial)
-    (partial / DONE_MARKER).write_text(json.dumps({"source": str(gguf)}) + "\n")
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)  # atomic: a crash mid-way never leaves a half directory at target
+    with atomic_dir(target) as partial:
+        model.save_pretrained(partial, safe_serialization=True)
+        tokenizer.save_pretrained(partial)
+        (partial / DONE_MARKER).write_text(json.dumps({"source": str(gguf)}) + "\n")
     return target
 
 

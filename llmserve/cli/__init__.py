@@ -89,6 +89,11 @@ COMMANDS: tuple[Command, ...] = (
         "llmserve.shaping.cli:main",
     ),
     Command(
+        "pad-heads",
+        "copy a checkpoint with zero attention heads added so TENSOR_PARALLEL_SIZE divides them",
+        "llmserve.pad_heads:main",
+    ),
+    Command(
         "upload",
         "upload a model or adapter folder to ModelScope (MODELSCOPE_API_TOKEN)",
         "llmserve.upload:main",

@@ -117,7 +117,9 @@ def run_train(argv: list[str]) -> int:
 
     check_qlora(options)  # before loading anything
     rows = conversations(args.data, args.split, args.limit)
-    base = args.base or served_model()
+    from llmserve.model import served_model_dir
+
+    base = args.base or served_model_dir()
     source = {"path": str(args.data), "split": args.split, "limit": args.limit}
     manifest = train(base.resolve(), rows, args.output, options, source)
     print(
@@ -126,16 +128,6 @@ def run_train(argv: list[str]) -> int:
         f"seconds: {manifest['train_seconds_this_run']}"
     )
     return int(ExitCode.OK)
-
-
-def served_model() -> Path:
-    from llmserve.model import ModelNotFound, resolve_model_dir
-    from llmserve.settings import load_settings
-
-    try:
-        return resolve_model_dir(load_settings())
-    except ModelNotFound as error:
-        raise LlmserveError(str(error)) from error
 
 
 def run_merge(argv: list[str]) -> int:

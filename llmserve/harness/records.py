@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -36,6 +37,19 @@ def write_atomic(path: Path, data: str | bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Build a directory whole or not at all: yields `target`.partial (emptied first), which
+    replaces `target` when the block ends without an error, so a crash mid-way never leaves a
+    half-written directory at `target` (the partial one is redone by the next run)."""
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    yield partial
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
 
 
 def write_json(path: Path, value: Any) -> None:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llmserve.errors import LlmserveError
+from llmserve.harness.records import atomic_dir
 
 SPLIT = "tune"  # the test split is what variants are scored on: never calibrate on it
 SAMPLES = "samples.jsonl"
@@ -58,35 +58,32 @@ def make_calibration(
     chosen = random.Random(seed).sample(tune, count)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
 
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    lengths = []
-    with (partial / SAMPLES).open("w", encoding="utf-8") as file:
-        for item in chosen:
-            messages = [{"role": "user", "content": item.question},
-                        {"role": "assistant", "content": item.reference}]
-            text = tokenizer.apply_chat_template(messages, tokenize=False)
-            # The template carries the special tokens already.
-            ids = tokenizer(text, add_special_tokens=False)["input_ids"][:max_length]
-            lengths.append(len(ids))
-            file.write(json.dumps({"id": item.id, "text": text, "input_ids": ids},
-                                  ensure_ascii=False) + "\n")
-    meta = {
-        "data": str(data),
-        "data_sha256": sha256(data),
-        "split": SPLIT,
-        "count": count,
-        "max_length": max_length,
-        "seed": seed,
-        "tokenizer": str(model_dir),
-        "ids": [item.id for item in chosen],
-        "tokens": sum(lengths),
-        "truncated": sum(1 for n in lengths if n == max_length),
-    }
-    (partial / META).write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n")
-    shutil.rmtree(out, ignore_errors=True)
-    partial.rename(out)  # whole or absent: a crash never leaves a half-written set behind
+    with atomic_dir(out) as partial:
+        partial.mkdir()
+        lengths = []
+        with (partial / SAMPLES).open("w", encoding="utf-8") as file:
+            for item in chosen:
+                messages = [{"role": "user", "content": item.question},
+                            {"role": "assistant", "content": item.reference}]
+                text = tokenizer.apply_chat_template(messages, tokenize=False)
+                # The template carries the special tokens already.
+                ids = tokenizer(text, add_special_tokens=False)["input_ids"][:max_length]
+                lengths.append(len(ids))
+                file.write(json.dumps({"id": item.id, "text": text, "input_ids": ids},
+                                      ensure_ascii=False) + "\n")
+        meta = {
+            "data": str(data),
+            "data_sha256": sha256(data),
+            "split": SPLIT,
+            "count": count,
+            "max_length": max_length,
+            "seed": seed,
+            "tokenizer": str(model_dir),
+            "ids": [item.id for item in chosen],
+            "tokens": sum(lengths),
+            "truncated": sum(1 for n in lengths if n == max_length),
+        }
+        (partial / META).write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n")
     return CalibrationSet(out, meta)
 
 

