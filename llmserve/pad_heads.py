@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from llmserve.engines.vllm.parallel import HeadPlan, head_counts, padded_heads
 from llmserve.errors import ExitCode, LlmserveError
 from llmserve.harness.records import atomic_dir
+from llmserve.harness.signals import run_tool
 
 if TYPE_CHECKING:
     import torch
@@ -144,16 +145,16 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    try:
-        if args.tp < 2:
-            raise LlmserveError(f"--tp {args.tp}: padding is for a tensor-parallel size of 2+")
+
+    def body() -> int:
         from llmserve.model import served_model_dir
 
+        if args.tp < 2:
+            raise LlmserveError(f"--tp {args.tp}: padding is for a tensor-parallel size of 2+")
         plan = pad_checkpoint(served_model_dir(args.model), args.out, args.tp)
-    except LlmserveError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return int(error.exit_code)
-    print(f"{args.out}: {plan.heads} -> {plan.padded_heads} heads, {plan.kv_heads} -> "
-          f"{plan.padded_kv_heads} KV heads; serve with MODEL_DIR={args.out} "
-          f"TENSOR_PARALLEL_SIZE={args.tp}")
-    return int(ExitCode.OK)
+        print(f"{args.out}: {plan.heads} -> {plan.padded_heads} heads, {plan.kv_heads} -> "
+              f"{plan.padded_kv_heads} KV heads; serve with MODEL_DIR={args.out} "
+              f"TENSOR_PARALLEL_SIZE={args.tp}")
+        return int(ExitCode.OK)
+
+    return run_tool(PROG, body)

@@ -42,9 +42,13 @@ def test_launch_env_never_over_the_user(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(cpu_env, "find_tcmalloc", lambda: "/lib/libtcmalloc_minimal.so.4")
     monkeypatch.setattr(cpu_env, "find_iomp", lambda: None)
     monkeypatch.setattr(cpu_env, "is_cpu_build", lambda environ: True)
+    monkeypatch.setattr(cpu_env, "SMALL_MACHINE_CORES", 0)  # a big machine: vLLM's reservation
     settings = Settings()
     assert launch_env(settings, {}) == {"LD_PRELOAD": "/lib/libtcmalloc_minimal.so.4"}
     assert launch_env(settings, {"LD_PRELOAD": "mine.so"}) == {}
+    monkeypatch.setattr(cpu_env, "SMALL_MACHINE_CORES", 1024)  # a small one: none reserved
+    assert launch_env(settings, {"LD_PRELOAD": "mine.so"}) == {
+        "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
     monkeypatch.setattr(cpu_env, "is_cpu_build", lambda environ: False)
     assert launch_env(settings, {}) == {}
 

@@ -41,3 +41,16 @@ def test_the_judge_counts_tokens_with_the_gguf_tokenizer(tmp_path: Path) -> None
     count = load_counter(found)
     # SmolLM2's tokenizer: one token per common word here, so a longer text has more.
     assert 0 < count("Paris.") < count("The capital of France is Paris.")
+
+
+def test_repacked_buffers_are_on_except_on_a_cpu_with_amx(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmserve.engines.llamacpp import engine
+
+    monkeypatch.setattr(engine, "cpu_flags", lambda: ["avx512f", "avx512_bf16", "amx_int8"])
+    assert engine.repack_default(None) is False  # the Xeon whose first decode crashed
+    assert engine.repack_default(True) is True  # LLAMACPP_REPACK=1 wins
+    monkeypatch.setattr(engine, "cpu_flags", lambda: ["avx2", "avx512f", "avx512_vnni"])
+    assert engine.repack_default(None) is True
+    assert engine.repack_default(False) is False
+    monkeypatch.setenv("LLAMACPP_REPACK", "0")
+    assert Settings().llamacpp_repack is False

@@ -171,25 +171,20 @@ def layout(server: Server) -> dict[str, int]:
 
 
 @pytest.mark.engine
-def test_tensor_parallel_2_on_cpu_answers_as_one_rank(
-    server: Server, padded_model: Path, tmp_path: Path
+@pytest.mark.parametrize("ranks", ["tensor", "pipeline"])
+def test_two_ranks_on_cpu_answer_as_one(
+    ranks: str, server: Server, padded_model: Path, tmp_path: Path
 ) -> None:
     expected = answers(server, PROMPTS)
-    two = start_server(tmp_path, "tp2", MODEL_DIR=str(padded_model), TENSOR_PARALLEL_SIZE="2")
+    env = (
+        {"MODEL_DIR": str(padded_model), "TENSOR_PARALLEL_SIZE": "2"}
+        if ranks == "tensor"
+        # Compiled: vLLM's CPU backend cannot run eager pipeline stages (parallel_problem).
+        else {"PIPELINE_PARALLEL_SIZE": "2", "ENFORCE_EAGER": "0"}
+    )
+    two = start_server(tmp_path, ranks, **env)
     try:
-        assert layout(two) == {"tensor": 2, "pipeline": 1, "data": 1}
-        assert answers(two, PROMPTS) == expected
-    finally:
-        two.process.stop()
-
-
-@pytest.mark.engine
-def test_pipeline_parallel_2_on_cpu_answers_as_one_rank(server: Server, tmp_path: Path) -> None:
-    expected = answers(server, PROMPTS)
-    # Compiled: vLLM's CPU backend cannot run eager pipeline stages (parallel_problem).
-    two = start_server(tmp_path, "pp2", PIPELINE_PARALLEL_SIZE="2", ENFORCE_EAGER="0")
-    try:
-        assert layout(two) == {"tensor": 1, "pipeline": 2, "data": 1}
+        assert layout(two) == {"tensor": 1, "pipeline": 1, "data": 1, ranks: 2}
         assert answers(two, PROMPTS) == expected
     finally:
         two.process.stop()

@@ -12,7 +12,7 @@ from llmserve.gguf import GGUF_ROOT
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from llmserve.gguf.levels import DEFAULT_LEVELS
+    from llmserve.gguf.levels import DEFAULT_LEVELS, LEVELS
 
     parser = argparse.ArgumentParser(
         prog="llmserve gguf",
@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--levels",
         default=",".join(DEFAULT_LEVELS),
-        help="comma-separated levels (default %(default)s)",
+        help=f"comma-separated levels of {', '.join(LEVELS)} (default %(default)s)",
     )
     parser.add_argument("--source", type=Path, help="source GGUF (default: the bundled model)")
     parser.add_argument(

@@ -28,10 +28,13 @@ LEVELS: dict[str, LlamaFileType] = {
     "Q8_0": LlamaFileType.MOSTLY_Q8_0,
     "Q4_K_M": LlamaFileType.MOSTLY_Q4_K_M,
     "Q2_K": LlamaFileType.MOSTLY_Q2_K,
+    # Not a default: the fastest level for llama.cpp on a CPU whose repacked kernels it has
+    # (llmserve/engines/llamacpp/engine.py has the measured prefill and decode times).
+    "Q4_0": LlamaFileType.MOSTLY_Q4_0,
 }
-DEFAULT_LEVELS = tuple(LEVELS)
+DEFAULT_LEVELS = ("F16", "Q8_0", "Q4_K_M", "Q2_K")
 # The GGML type most weight tensors of a level get (Q4_K_M mixes in Q6_K by design).
-NOMINAL_TYPE = {"F16": "F16", "Q8_0": "Q8_0", "Q4_K_M": "Q4_K", "Q2_K": "Q2_K"}
+NOMINAL_TYPE = {"F16": "F16", "Q8_0": "Q8_0", "Q4_K_M": "Q4_K", "Q2_K": "Q2_K", "Q4_0": "Q4_0"}
 
 
 @dataclass(frozen=True)

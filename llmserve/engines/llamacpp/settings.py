@@ -34,6 +34,12 @@ class LlamaCppEngineSettings(BaseModel):
         description="Tokens per llama_decode call (prompt chunks plus one per "
         "generating sequence).",
     )
+    llamacpp_repack: bool | None = Field(
+        None,
+        description="llama.cpp's extra CPU buffer types: weights repacked for its faster "
+        "kernels (Q4_0, Q8_0, Q4_K, IQ4_NL), AMX tiles where the CPU has them. Unset: on, "
+        "except on a CPU with AMX, where they crashed the first decode.",
+    )
     llamacpp_parallel: int = Field(
         8,
         gt=0,

