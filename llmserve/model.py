@@ -67,6 +67,25 @@ def embedded_dir(cache_dir: Path) -> Path:
     return cache_dir / EMBEDDED_NAME
 
 
+def embedded_gguf(cache_dir: Path, level: str) -> Path:
+    """The bundled GGUF at `level`: the package's Q4_1 file itself, or a level made from it
+    once into <CACHE_DIR>/SmolLM2-135M-Instruct-gguf, as `llmserve gguf` makes levels (with
+    their manifests; a level already made is reused). One process makes it at a time."""
+    import fcntl
+
+    source = find_embedded_gguf()
+    if level == EMBEDDED_GGUF.split(".")[-2]:  # "Q4_1": served as shipped
+        return source
+    from llmserve.gguf.levels import make_levels
+
+    out = cache_dir / f"{EMBEDDED_NAME}-gguf"
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        [manifest] = make_levels(source, out, [level])
+    return Path(manifest["path"])
+
+
 def find_embedded_gguf() -> Path:
     spec = importlib.util.find_spec(EMBEDDED_PACKAGE)  # importing it would need the llm CLI
     if spec is None or not spec.submodule_search_locations:

@@ -43,6 +43,4 @@ def test_llamacpp_service_runs_the_service_with_engine_llamacpp(tmp_path: Path) 
     assert vllm.context.env["ENGINE"] == "vllm" and llama.context.env["ENGINE"] == "llamacpp"
     assert llama.rows == (LLAMACPP_LIST, LLAMACPP_CONCURRENT)
     assert "llama.cpp" in label(LLAMACPP_CONCURRENT)
-    import asyncio
-
-    assert asyncio.run(llama.weight_bytes()) == 10  # the GGUF's size, not a HF checkpoint's
+    # Its weight size is the served GGUF's, read from /info (test_bench_run, real servers).

@@ -50,6 +50,9 @@ def test_quick_run_of_all_systems(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     for name, facts in data["systems"].items():
         assert facts["peak_rss_mb"] > facts["weights_mb"] > 0, name
         assert Path(facts["log"]).exists()
+    if LLAMACPP:  # the served GGUF's size (from /info), not the HF checkpoint's
+        systems = data["systems"]
+        assert systems["llamacpp"]["weights_mb"] < systems["vllm-offline"]["weights_mb"] / 2
     assert data["engine_kwargs"]["enforce_eager"] is True  # all vLLM systems alike
     assert data["settings"]["max_num_batched_tokens"] == data["engine_kwargs"][
         "max_num_batched_tokens"] > 0  # pinned, so vllm serve gets offline's value too

@@ -12,7 +12,7 @@ from gguf.quants import dequantize
 
 from llmserve.cli import main as cli_main
 from llmserve.gguf.levels import llamacpp_available, make_levels
-from llmserve.model import find_embedded_gguf
+from llmserve.model import embedded_gguf, find_embedded_gguf
 
 STEM = "SmolLM2-135M-Instruct"
 
@@ -104,3 +104,17 @@ def test_unknown_level_is_a_one_line_usage_error(
 def test_missing_source_is_a_usage_error(tmp_path: Path) -> None:
     code = cli_main(["gguf", "--source", str(tmp_path / "nope.gguf"), "--out", str(tmp_path)])
     assert code == 2
+
+
+@pytest.mark.engine
+def test_the_served_embedded_level_is_made_once_into_the_cache(tmp_path: Path) -> None:
+    if not llamacpp_available():
+        pytest.skip("llama-cpp-python is not installed (requirements-llamacpp.txt)")
+    assert embedded_gguf(tmp_path, "Q4_1") == find_embedded_gguf()  # as shipped
+    q4 = embedded_gguf(tmp_path, "Q4_0")  # LLAMACPP_EMBEDDED_LEVEL's default
+    assert q4 == tmp_path / f"{STEM}-gguf" / f"{STEM}.Q4_0.gguf"
+    kinds = [t.tensor_type.name for t in GGUFReader(q4).tensors]
+    assert kinds.count("Q4_0") == 210 and json.loads(q4.with_suffix(".json").read_text())[
+        "level"] == "Q4_0"
+    before = q4.stat().st_mtime_ns
+    assert embedded_gguf(tmp_path, "Q4_0") == q4 and q4.stat().st_mtime_ns == before

