@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from llmserve.errors import ExitCode, LlmserveError
-from llmserve.harness.records import JsonlWriter, append_jsonl, read_jsonl, write_atomic, write_json
+from llmserve.harness.records import (
+    JsonlWriter,
+    append_jsonl,
+    atomic_dir,
+    read_jsonl,
+    write_atomic,
+    write_json,
+)
 
 
 def test_write_atomic_replaces_and_leaves_no_temporary(tmp_path: Path) -> None:
@@ -34,6 +41,23 @@ def test_write_atomic_keeps_the_old_file_when_writing_fails(
         write_json(path, {"a": 2})
     assert json.loads(path.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["record.json"]
+
+
+def test_atomic_dir_replaces_whole_or_keeps_the_old_one(tmp_path: Path) -> None:
+    target = tmp_path / "model"
+    with atomic_dir(target) as partial:
+        partial.mkdir()
+        (partial / "weights").write_text("old")
+    with pytest.raises(RuntimeError), atomic_dir(target) as partial:
+        partial.mkdir()
+        (partial / "weights").write_text("half")
+        raise RuntimeError("crash mid-way")
+    assert (target / "weights").read_text() == "old"  # untouched by the failed build
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no partial left behind
+    with atomic_dir(target) as partial:
+        partial.mkdir()
+        (partial / "weights").write_text("new")
+    assert (target / "weights").read_text() == "new"
 
 
 def test_torn_last_line_is_not_a_record_and_repair_cuts_it(tmp_path: Path) -> None:

@@ -43,11 +43,16 @@ def write_atomic(path: Path, data: str | bytes) -> None:
 def atomic_dir(target: Path) -> Iterator[Path]:
     """Build a directory whole or not at all: yields `target`.partial (emptied first), which
     replaces `target` when the block ends without an error, so a crash mid-way never leaves a
-    half-written directory at `target` (the partial one is redone by the next run)."""
+    half-written directory at `target`. An error removes the partial one; a process killed
+    outright leaves it, and the next run empties it first."""
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.parent.mkdir(parents=True, exist_ok=True)
-    yield partial
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
 

@@ -24,8 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llmserve.errors import LlmserveError
 
-class UnsupportedParallelism(Exception):
+
+class UnsupportedParallelism(LlmserveError):
     """TENSOR_PARALLEL_SIZE or PIPELINE_PARALLEL_SIZE cannot run this model here."""
 
 
