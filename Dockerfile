@@ -19,7 +19,8 @@ RUN python download_model.py
 
 # Several GPUs: pass the settings at run time, e.g.
 #   docker run --gpus all -e DATA_PARALLEL_SIZE=2 ...      full copies, one per GPU (throughput)
-#   docker run --gpus all -e TENSOR_PARALLEL_SIZE=2 ...    one copy sharded over 2 GPUs
+#   docker run --gpus all -e TENSOR_PARALLEL_SIZE=2 ...    one copy sharded over 2 GPUs (heads
+#     must divide by it; else `llmserve pad-heads OUT --tp 2` and MODEL_DIR=OUT, same answers)
 #   docker run --gpus '"device=0"' -e ENGINE_REPLICAS=2 ... 2 engines sharing one GPU (small models)
 # add --ipc=host (or --shm-size) for TENSOR/PIPELINE_PARALLEL_SIZE > 1: vLLM's workers share
 # memory. Several machines: see the README's "Several GPUs, several machines" (Ray).
