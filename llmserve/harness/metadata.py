@@ -65,6 +65,19 @@ def cpu_flags() -> list[str]:
     return [flag for flag in CPU_FLAGS if flag in present]
 
 
+def usable_cpus() -> list[int]:
+    """The CPU ids this process may run on (its affinity mask), in order."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def usable_cores() -> int:
+    """How many CPUs this process may run on: what a container or taskset leaves it, which
+    os.cpu_count() does not see."""
+    return len(usable_cpus())
+
+
 def _memory_gib() -> float | None:
     try:
         return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
@@ -87,7 +100,7 @@ def hardware() -> dict[str, Any]:
         "cpu": cpu_model(),
         "cpu_flags": cpu_flags(),
         "cpu_count": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "usable_cpus": usable_cores(),
         "memory_gib": _memory_gib(),
         "gpus": _gpus(),
     }

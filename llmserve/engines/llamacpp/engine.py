@@ -26,10 +26,9 @@ from llmserve.engines.base import (
     Sampling,
 )
 from llmserve.engines.llamacpp.loop import DecodeLoop
-from llmserve.engines.llamacpp.settings import available_cores
 from llmserve.engines.llamacpp.slots import Request, token_piece_decoder
 from llmserve.engines.render import PromptRenderer
-from llmserve.harness.metadata import cpu_flags
+from llmserve.harness.metadata import cpu_flags, usable_cores
 
 if TYPE_CHECKING:
     from llmserve.settings import Settings
@@ -75,7 +74,7 @@ class LlamaCppEngine:
         self.model_dir = model_dir
         self.gguf = gguf_path(settings)
         self.max_model_len = settings.max_model_len
-        self.threads = settings.llamacpp_threads or available_cores()
+        self.threads = settings.llamacpp_threads or usable_cores()
         self.n_seq = settings.llamacpp_parallel
         # Every generating sequence needs one batch place per step.
         self.n_batch = max(settings.llamacpp_batch, self.n_seq)

@@ -6,18 +6,12 @@ holds LLAMACPP_PARALLEL of them.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 EmbeddedLevel = Literal["Q4_0", "Q4_1", "Q8_0", "F16"]
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class LlamaCppEngineSettings(BaseModel):

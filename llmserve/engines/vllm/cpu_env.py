@@ -72,6 +72,7 @@ from typing import TYPE_CHECKING
 
 from llmserve.engines.vllm.args import is_cpu_build
 from llmserve.engines.vllm.parallel import cpu_parallel_env
+from llmserve.harness.metadata import usable_cores
 
 if TYPE_CHECKING:
     from llmserve.settings import Settings
@@ -120,7 +121,7 @@ def recommended(cores: int | None = None) -> dict[str, str]:
     if preload:
         env["LD_PRELOAD"] = ":".join(preload)
     if cores is None:
-        cores = len(os.sched_getaffinity(0))
+        cores = usable_cores()
     if cores <= SMALL_MACHINE_CORES:
         env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = "0"
     return env

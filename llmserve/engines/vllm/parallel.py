@@ -18,13 +18,13 @@ identical to the original's in every layout:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llmserve.errors import LlmserveError
+from llmserve.harness.metadata import usable_cpus
 
 
 class UnsupportedParallelism(LlmserveError):
@@ -147,7 +147,7 @@ def cpu_parallel_env(settings: Any, environ: Mapping[str, str]) -> dict[str, str
     ranks = settings.tensor_parallel_size * settings.pipeline_parallel_size
     if ranks == 1 or environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto") != "auto":
         return {}
-    cpus = sorted(os.sched_getaffinity(0))
+    cpus = usable_cpus()
     if numa_nodes(set(cpus)) >= ranks:
         return {}
     return {"VLLM_CPU_OMP_THREADS_BIND": cpu_binding(ranks, cpus)}
