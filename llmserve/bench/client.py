@@ -9,8 +9,6 @@ both the length of the engine's output token ids, as the offline systems count t
 from __future__ import annotations
 
 import asyncio
-import functools
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from typing import Any, TypeVar
 import httpx
 
 from llmserve.errors import ServerError
+from llmserve.harness.connections import single_connection_client
 
 T = TypeVar("T")
 REQUEST_TIMEOUT = httpx.Timeout(3600.0, connect=30.0)
@@ -67,28 +66,19 @@ async def completion(client: httpx.AsyncClient, body: dict[str, Any]) -> Reply:
 KEEPALIVE_SECONDS = 2.0
 
 
-@functools.cache
-def _tls() -> ssl.SSLContext:
-    # Built once: httpx builds one per client otherwise (tens of ms, x C users per run).
-    return ssl.create_default_context()
-
-
-def async_client(base_url: str, connections: int = 1) -> httpx.AsyncClient:
-    """A client with up to `connections` pooled connections; the timeout is generous because a
-    whole list request on a slow CPU takes minutes."""
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections,
-                          keepalive_expiry=KEEPALIVE_SECONDS)
-    return httpx.AsyncClient(base_url=base_url, limits=limits, timeout=REQUEST_TIMEOUT,
-                             verify=_tls())
+def async_client(base_url: str) -> httpx.AsyncClient:
+    """A client of one connection; the timeout is generous because a whole list request on a
+    slow CPU takes minutes."""
+    return single_connection_client(base_url, REQUEST_TIMEOUT, KEEPALIVE_SECONDS)
 
 
 class Users:
     """C concurrent users of one server, each with a connection of its own, each sending its
     next request when the last one is answered (`async with Users(url, c) as users`).
 
-    Not one pool shared by all: httpcore's pool matches every queued request against every
-    connection on each change, and at C=256 on 2 cores the client spent seconds on that while
-    answered connections sat idle past the server's keep-alive, which then reset them.
+    Not one pool shared by all (llmserve/harness/connections.py): at C=256 on 2 cores the
+    shared pool spent seconds matching requests to connections while answered connections sat
+    idle past the server's keep-alive, which then reset them.
     """
 
     def __init__(self, base_url: str, count: int) -> None:

@@ -26,6 +26,7 @@ import httpx
 
 from llmserve.engines.base import Delta, EngineDead, EngineError, Generation, Prompt, Sampling
 from llmserve.engines.process import wire
+from llmserve.harness.connections import ClientPool
 from llmserve.harness.launch import ServerProcess, free_port
 
 if TYPE_CHECKING:
@@ -69,12 +70,9 @@ class ProcessEngine:
         except Exception as exc:
             raise EngineError(str(exc)) from exc
         self._facts: dict[str, Any] = httpx.get(f"{self.url}/facts", timeout=60).json()
-        # No pool limit: every request in flight holds a connection (C=1024 clients -> 1024).
-        self.client = httpx.AsyncClient(
-            base_url=self.url,
-            timeout=None,
-            limits=httpx.Limits(max_connections=None, keepalive_expiry=KEEPALIVE_S),
-        )
+        # A connection per request in flight (C=1024 users -> 1024), each its own client:
+        # one shared pool of 1024 held 2 replicas below one engine (harness/connections.py).
+        self.pool = ClientPool(self.url, timeout=None, keepalive_expiry=KEEPALIVE_S)
         self._died: str | None = None
         self._unfinished = 0
 
@@ -115,7 +113,8 @@ class ProcessEngine:
         try:
             # Cancelled, httpx closes the connection; the worker sees its client leave and
             # aborts the prompts in its engine.
-            response = await self.client.post("/generate", json=body)
+            async with self.pool.client() as client:
+                response = await client.post("/generate", json=body)
         except httpx.TransportError as exc:
             raise self._transport_error(exc) from exc
         finally:
@@ -134,7 +133,8 @@ class ProcessEngine:
         try:
             # Leaving early closes the unfinished response, hence its connection: the worker
             # aborts the request.
-            async with self.client.stream("POST", "/stream", json=body) as response:
+            async with (self.pool.client() as client,
+                        client.stream("POST", "/stream", json=body) as response):  # fmt: skip
                 if response.status_code != 200:
                     raise self._refusal(response.status_code, await response.aread())
                 async for line in response.aiter_lines():
