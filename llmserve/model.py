@@ -23,7 +23,7 @@ EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DONE_MARKER = ".prepared.json"
 
 
-class ModelNotFound(RuntimeError):
+class ModelNotFound(LlmserveError):
     """No checkpoint where the settings point."""
 
 
@@ -54,13 +54,15 @@ def served_model_dir(explicit: Path | None = None) -> Path:
         if not (explicit / "config.json").is_file():
             raise LlmserveError(f"model directory {str(explicit)!r} has no config.json")
         return explicit
-    settings = load_settings()
-    try:
-        if settings.model_dir is None and not settings.model_id:
-            prepare_embedded(settings.cache_dir)
-        return resolve_model_dir(settings)
-    except ModelNotFound as error:
-        raise LlmserveError(str(error)) from None
+    return prepared_model_dir(load_settings())
+
+
+def prepared_model_dir(settings: Settings) -> Path:
+    """What `settings` serve, the embedded model prepared first if need be (once, in
+    CACHE_DIR): for tools that start engines themselves (bench, quantize, finetune)."""
+    if settings.model_dir is None and not settings.model_id:
+        prepare_embedded(settings.cache_dir)
+    return resolve_model_dir(settings)
 
 
 def embedded_dir(cache_dir: Path) -> Path:
@@ -134,11 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         "With no MODEL_DIR or MODEL_ID, converts the embedded SmolLM2-135M-Instruct once.",
     )
     parser.parse_args(argv)
-    settings = load_settings()
     try:
-        if settings.model_dir is None and not settings.model_id:
-            prepare_embedded(settings.cache_dir)
-        print(resolve_model_dir(settings))
+        print(prepared_model_dir(load_settings()))
     except ModelNotFound as error:
         print(f"error: {error}")
         return 1

@@ -130,7 +130,7 @@ class Runner:
         from llmserve.engines.render import PromptRenderer
         from llmserve.engines.vllm.args import engine_kwargs, sampling_kwargs
         from llmserve.harness.metadata import git_state, hardware, now_iso, package_versions
-        from llmserve.model import resolve_model_dir
+        from llmserve.model import prepared_model_dir
         from llmserve.settings import load_settings
 
         config = self.config
@@ -141,7 +141,7 @@ class Runner:
             if pinned is not None:
                 overrides["max_num_batched_tokens"] = pinned
                 settings = load_settings(**overrides)
-        model_dir = resolve_model_dir(settings)
+        model_dir = prepared_model_dir(settings)
         self.engine_replicas = settings.engine_replicas  # the service's, unless swept
         # The engine's launch environment (vLLM on CPU: llmserve.engines.vllm.cpu_env's
         # defaults), the variables not already set, for every system alike.
