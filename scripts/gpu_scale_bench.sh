@@ -11,10 +11,13 @@
 #   bash ../shared/gpu/stage.sh pydantic-settings python-dotenv tenacity jieba rouge-score nltk
 # then in one warm session, after the chunks are unpacked and installed into ~/site:
 #   export PYTHONPATH=~/site HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1
-#   bash scripts/gpu_scale_bench.sh "$OUT/scale" one      # ~1 GPU rows, under 600 s
-#   bash scripts/gpu_scale_bench.sh "$OUT/scale" two      # 2-GPU rows (nvidia-h200-x2)
+#   timeout 540 bash scripts/gpu_scale_bench.sh ~/scale one   # 1-GPU rows; run it twice
+#   timeout 540 bash scripts/gpu_scale_bench.sh ~/scale two   # 2-GPU rows (nvidia-h200-x2)
 # Each bench resumes its record (--resume), so a call cut by the time limit is finished by
-# running the same line again. Keep the host's NVLink multicast switches as they are.
+# running the same line again: write the records outside $OUT (emptied at every call) and copy
+# them there at the end. On an H200 (2026-12-05) `one` took two 600 s calls: the first engine
+# start compiled for 208 s, later ones took 53 s (1 replica) and 92 s (2) from vLLM's cache.
+# Keep the host's NVLink multicast switches as they are.
 set -euo pipefail
 out=${1:?usage: gpu_scale_bench.sh OUT [one|two|all]}
 part=${2:-all}

@@ -87,6 +87,14 @@ def test_the_binding_is_set_only_for_several_ranks_and_never_over_the_users(
     env = cpu_parallel_env(two, {})
     if env:  # one NUMA node (every 2-core machine of this kind): a core group per rank
         assert env["VLLM_CPU_OMP_THREADS_BIND"].count("|") == 1
+    # Data-parallel engines' ranks are in the same list: TP=2 x DP=2 is 4 groups.
+    four = Settings(model_dir=tmp_path, tensor_parallel_size=2, data_parallel_size=2)
+    try:
+        env = cpu_parallel_env(four, {})
+    except UnsupportedParallelism as error:  # fewer than 4 cores
+        assert "= 4 CPU ranks" in str(error)
+    else:
+        assert not env or env["VLLM_CPU_OMP_THREADS_BIND"].count("|") == 3
 
 
 def test_numa_nodes_count_only_nodes_with_our_cores(tmp_path: Path) -> None:

@@ -133,8 +133,8 @@ def cpu_binding(ranks: int, cpus: list[int]) -> str:
     contiguous equal groups, "0|1" for 2 ranks on 2 cores (leftover cores stay free)."""
     if ranks > len(cpus):
         raise UnsupportedParallelism(
-            f"TENSOR_PARALLEL_SIZE x PIPELINE_PARALLEL_SIZE = {ranks} CPU ranks need a core "
-            f"each; this process may use {len(cpus)}"
+            f"TENSOR_PARALLEL_SIZE x PIPELINE_PARALLEL_SIZE x DATA_PARALLEL_SIZE = {ranks} CPU "
+            f"ranks need a core each; this process may use {len(cpus)}"
         )
     share = len(cpus) // ranks
     groups = [cpus[rank * share:(rank + 1) * share] for rank in range(ranks)]
@@ -143,8 +143,11 @@ def cpu_binding(ranks: int, cpus: list[int]) -> str:
 
 def cpu_parallel_env(settings: Any, environ: Mapping[str, str]) -> dict[str, str]:
     """{VLLM_CPU_OMP_THREADS_BIND: per-rank cores} where several ranks share fewer NUMA nodes
-    than they number and the user set no binding; {} otherwise (vLLM's own binding)."""
-    ranks = settings.tensor_parallel_size * settings.pipeline_parallel_size
+    than they number and the user set no binding; {} otherwise (vLLM's own binding). The
+    list holds every rank of every data-parallel engine: vLLM gives DP rank d the d-th slice
+    of TP x PP groups (vllm/utils/ompmultiprocessing.py, "Rank mapping [DP, PP, TP]")."""
+    ranks = (settings.tensor_parallel_size * settings.pipeline_parallel_size
+             * settings.data_parallel_size)  # fmt: skip
     if ranks == 1 or environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto") != "auto":
         return {}
     cpus = usable_cpus()
