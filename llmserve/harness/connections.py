@@ -29,14 +29,13 @@ def tls_context() -> ssl.SSLContext:
 
 
 def single_connection_client(
-    base_url: str, timeout: httpx.Timeout | float | None, keepalive_expiry: float,
-    headers: dict[str, str] | None = None,
+    base_url: str, timeout: httpx.Timeout | float | None, keepalive_expiry: float
 ) -> httpx.AsyncClient:
     """An httpx client of one pooled connection (see the module docstring)."""
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1,
                           keepalive_expiry=keepalive_expiry)  # fmt: skip
     return httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits,
-                             verify=tls_context(), headers=headers)  # fmt: skip
+                             verify=tls_context())  # fmt: skip
 
 
 class ClientPool:
