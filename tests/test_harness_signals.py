@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -37,8 +38,23 @@ def test_interrupt_prints_the_resume_hint(capsys: pytest.CaptureFixture[str]) ->
     assert capsys.readouterr().err == "tune: interrupted; rerun the same command to resume\n"
 
 
-def test_sigterm_runs_finally_blocks_and_exits_130(tmp_path: Path) -> None:
-    """A tool killed with SIGTERM cleans up (its `finally` stops its servers) and says so."""
+def ignore_sigint() -> None:
+    """In the child before exec: SIGINT ignored, as a non-interactive shell's `cmd &` leaves
+    it (and as Python then keeps it)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize(
+    ("sig", "inherited"),
+    [(signal.SIGTERM, None), (signal.SIGINT, None), (signal.SIGINT, ignore_sigint)],
+    ids=["sigterm", "sigint", "sigint-inherited-ignored"],
+)
+def test_a_signal_runs_finally_blocks_and_exits_130(
+    tmp_path: Path, sig: signal.Signals, inherited: Callable[[], None] | None
+) -> None:
+    """A tool stopped with SIGTERM or Ctrl-C cleans up (its `finally` stops its servers) and
+    says so; also when it was started with SIGINT ignored (issue #28: such a tool ran to the
+    end through a Ctrl-C and exited 0)."""
     done = tmp_path / "cleaned"
     code = f"""
 import os, pathlib, signal, sys
@@ -54,10 +70,14 @@ def body():
 raise SystemExit(run_tool("demo", body))
 """
     process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, preexec_fn=inherited)
     assert process.stdout is not None and process.stdout.readline() == "ready\n"
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=30)
+    process.send_signal(sig)
+    try:
+        _, err = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail(f"{sig.name} did not stop the tool")
     assert process.returncode == 130
     assert err == "demo: interrupted\n"
     assert done.read_text() == "yes"

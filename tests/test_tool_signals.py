@@ -4,18 +4,24 @@ them on SIGTERM or SIGINT, and exits 130: no process of theirs is left.
 Each tool runs as `python -m llmserve <tool>` in a session of its own, with a marker variable
 in its environment that every process it starts inherits (servers and their engine workers
 included: the tools pass their environment on). The test waits, by bounded polls, until the
-tool's server is up (bench, judge) or has spawned its engine (tune, compare: the signal then
-lands while the tool waits for the start, the other path a Ctrl-C takes), sends the signal,
-and then checks that the tool exits 130 and that every process it started is gone: those
-collected as its descendants before the signal, and any process anywhere that carries the
-marker (which catches one started after the last look).
+tool's server is up (bench, judge) or has spawned its engine; for a signal during a start it
+then holds that server mid-start (SIGSTOP to its process group, after which its log shows it
+was not ready), so the signal provably lands while the tool waits for the start. It sends
+the signal and checks that the tool exits 130 and that every process it started is gone:
+those collected as its descendants before the signal, and any process anywhere that carries
+the marker (which catches one started after the last look).
 
-Cost: one engine start per tool, two of them cut short; small --limit values.
+Ctrl-C goes to the tool's process group, as a terminal sends it, to a tool started with
+SIGINT ignored, as a non-interactive shell's background job (`cmd &`) inherits it: issue #28,
+where such a tool ran a whole `quantize compare` through the signal and exited 0.
+
+Cost: one engine start per test, all but two cut short; small --limit values.
 The helpers here are shared with tests/test_tool_resume.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -53,13 +59,14 @@ class Tool:
     process: subprocess.Popen[bytes] | None = None
     seen: dict[int, psutil.Process] = field(default_factory=dict)
 
-    def start(self, env: dict[str, str] | None = None) -> Tool:
+    def start(self, env: dict[str, str] | None = None, sigint_ignored: bool = False) -> Tool:
+        """`sigint_ignored`: the tool inherits SIGINT ignored, as from `cmd &` in a script."""
         full_env = {**os.environ, **TEST_ENV, **(env or {}), MARKER_VAR: self.marker}
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "llmserve", *self.args], cwd=REPO_ROOT, env=full_env,
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
+                start_new_session=True, preexec_fn=_ignore_sigint if sigint_ignored else None)
         return self
 
     @property
@@ -129,6 +136,10 @@ class Tool:
             self.process.wait()
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _is_serve(proc: psutil.Process) -> bool:
     try:
         cmdline = proc.cmdline()
@@ -170,13 +181,38 @@ def serving(tool: Tool) -> bool:
 
 def engine_spawned(tool: Tool) -> bool:
     """One of the tool's servers has started a process of its own (vLLM's engine core)."""
-    for proc in tool.servers():
-        try:
-            if proc.children():
-                return True
-        except psutil.Error:
-            continue
-    return False
+    return any(_has_children(proc) for proc in tool.servers())
+
+
+READY_LINE = "engine ready:"  # what llmserve.server.app logs as the server turns ready
+
+
+def hold_mid_start(tool: Tool) -> int:
+    """Wait until one of the tool's servers has started an engine, then stop that server's
+    process group (SIGSTOP) and check from its log that it was not ready yet: the start cannot
+    finish now, so the tool is still waiting for it. Returns the group, for `resume`."""
+    tool.wait_for("its server started an engine", lambda: engine_spawned(tool))
+    server = next(p for p in tool.servers() if _has_children(p))
+    group = os.getpgid(server.pid)
+    os.killpg(group, signal.SIGSTOP)
+    log = Path(os.readlink(f"/proc/{server.pid}/fd/1"))  # ServerProcess: stdout is its log
+    if READY_LINE in log.read_text(errors="replace"):
+        os.killpg(group, signal.SIGCONT)
+        pytest.fail(f"the server was ready before it could be held:\n{tool.output()}")
+    return group
+
+
+def resume(group: int) -> None:
+    """Let a held server run again (to act on the SIGTERM its tool sends it)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGCONT)
+
+
+def _has_children(proc: psutil.Process) -> bool:
+    try:
+        return bool(proc.children())
+    except psutil.Error:
+        return False
 
 
 def lines(path: Path) -> list[dict[str, object]]:
@@ -187,15 +223,19 @@ def lines(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in whole if line.strip()]
 
 
-def stop_tool_and_check(tool: Tool, sig: signal.Signals, to_group: bool = False) -> None:
+def stop_tool_and_check(tool: Tool, sig: signal.Signals, to_group: bool = False,
+                        held: int | None = None) -> None:
     """Send `sig` (to the tool, or to its process group as a terminal's Ctrl-C does), then
-    assert exit code 130 and nothing left of what it started."""
+    assert exit code 130 and nothing left of what it started. `held`: a server group held by
+    `hold_mid_start`, resumed once the signal is sent."""
     before = tool.descendants()
     assert before, "the tool had no processes of its own to stop"
     if to_group:
         os.killpg(tool.pid, sig)
     else:
         os.kill(tool.pid, sig)
+    if held is not None:
+        resume(held)
     code = tool.exit_code()
     left = tool.leftovers()
     assert code == 130, tool.output()
@@ -289,20 +329,40 @@ def test_tune_sigterm_during_a_trial_start_stops_its_server(tmp_path: Path,
     out = tmp_path / "tune"
     tool = Tool(tune_args(out, data, tune_space(tmp_path / "space.yaml")), tmp_path / "tune.out")
     tools.append(tool.start())
-    tool.wait_for("its trial server started an engine", lambda: engine_spawned(tool))
-    stop_tool_and_check(tool, signal.SIGTERM)
+    stop_tool_and_check(tool, signal.SIGTERM, held=hold_mid_start(tool))
     status = json.loads((out / "status.json").read_text())
     assert status["state"] == "interrupted"
 
 
+def bench_args(out: Path) -> list[str]:
+    return ["bench", "--systems", "predict-list", "--phases", "throughput", "-n", "2",
+            "--input-len", "32", "--output-len", "8", "--repeats", "1", "--warmup", "0",
+            "--eager", "--out", str(out)]
+
+
+def judge_args(out: Path, data: Path) -> list[str]:
+    return ["judge", "--start", "--data", str(data), "--split", "all", "--out", str(out),
+            "--no-progress"]
+
+
 @pytest.mark.engine
-def test_compare_ctrl_c_during_a_start_stops_its_server(tmp_path: Path,
-                                                         tools: list[Tool]) -> None:
-    """SIGINT to the tool's process group, as a terminal's Ctrl-C sends it."""
+@pytest.mark.parametrize("name", ["bench", "judge", "tune", "compare"])
+def test_ctrl_c_during_a_server_start_stops_the_tool(name: str, tmp_path: Path,
+                                                     tools: list[Tool]) -> None:
+    """SIGINT to the tool's process group, as a terminal's Ctrl-C sends it, while the tool
+    waits for its server's start; the tool inherited SIGINT ignored (issue #28)."""
     data = write_chat_jsonl(tmp_path / "data.jsonl", QA)
-    out = tmp_path / "compare"
-    tool = Tool(compare_args(out, data, [served_model_dir()]), tmp_path / "compare.out")
-    tools.append(tool.start())
-    tool.wait_for("its server started an engine", lambda: engine_spawned(tool))
-    stop_tool_and_check(tool, signal.SIGINT, to_group=True)
-    assert not lines(out / "rows.jsonl"), "an interrupted candidate is not a row"
+    out = tmp_path / name
+    args = {
+        "bench": lambda: bench_args(out),
+        "judge": lambda: judge_args(out, data),
+        "tune": lambda: tune_args(out, data, tune_space(tmp_path / "space.yaml")),
+        "compare": lambda: compare_args(out, data, [served_model_dir()]),
+    }[name]()
+    tool = Tool(args, tmp_path / f"{name}.out")
+    tools.append(tool.start(sigint_ignored=True))
+    stop_tool_and_check(tool, signal.SIGINT, to_group=True, held=hold_mid_start(tool))
+    if name == "compare":
+        assert not lines(out / "rows.jsonl"), "an interrupted candidate is not a row"
+    if name == "tune":
+        assert json.loads((out / "status.json").read_text())["state"] == "interrupted"

@@ -1,6 +1,6 @@
-"""Signals and the tools' common ending: SIGTERM unwinds like Ctrl-C, so every `finally`
-(which stops the servers a tool started) runs; a `LlmserveError` ends the tool with one line
-and its exit code."""
+"""Signals and the tools' common ending: SIGINT and SIGTERM both raise KeyboardInterrupt, so
+every `finally` (which stops the servers a tool started) runs; a `LlmserveError` ends the tool
+with one line and its exit code."""
 
 from __future__ import annotations
 
@@ -22,18 +22,32 @@ def _on_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises KeyboardInterrupt (main thread only; elsewhere, as a
-    test's thread, signals cannot be handled and nothing changes)."""
+def interrupts_raise() -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM raise KeyboardInterrupt (main thread only;
+    elsewhere, as a test's thread, signals cannot be handled and nothing changes).
+
+    SIGINT gets this handler too, not Python's default, for two reasons:
+    - A process started from a non-interactive shell's background job (`cmd &`) inherits
+      SIGINT ignored, and Python keeps an inherited SIG_IGN: such a tool ran a whole
+      `quantize compare` through a Ctrl-C to its group and exited 0 (issue #28, reproduced
+      with `bash -c 'python ... & wait'`; the same run in the foreground exited 130).
+    - Under Python's default handler, `asyncio.run` turns SIGINT into a cancellation of its
+      main task (code inside sees CancelledError, not an interrupt); raising here makes
+      Ctrl-C take the path SIGTERM takes.
+    """
     if not _on_main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = {sig: signal.signal(sig, _interrupt) for sig in INTERRUPTS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
@@ -43,8 +57,7 @@ def shielded() -> Iterator[None]:
     if not _on_main_thread():
         yield
         return
-    signals = {signal.SIGINT, signal.SIGTERM}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTS)
     try:
         yield
     finally:
@@ -58,7 +71,7 @@ def run_tool(
 
     `on_interrupt` may return a hint printed after "interrupted" (e.g. how to resume).
     """
-    with sigterm_as_interrupt():
+    with interrupts_raise():
         try:
             return body()
         except LlmserveError as error:
