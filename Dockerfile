@@ -13,6 +13,8 @@ RUN pip install --no-cache-dir --no-deps -e .
 ARG MODEL_ID=qwen/Qwen2.5-1.5B-Instruct
 ENV MODEL_ID=${MODEL_ID} \
     MODELS_ROOT=/app/model \
+    HOST=0.0.0.0 \
+    PORT=8000 \
     HF_HUB_OFFLINE=1 \
     VLLM_NO_USAGE_STATS=1
 RUN python download_model.py
@@ -26,4 +28,7 @@ RUN python download_model.py
 # memory. Several machines: see the README's "Several GPUs, several machines" (Ray).
 EXPOSE 8000
 ENTRYPOINT []
-CMD ["uvicorn", "serve:app", "--host", "0.0.0.0", "--port", "8000"]
+# What run_model.sh runs: the engine's launch environment, exit 1 when the engine dies (for a
+# restart policy), drain on SIGTERM (`docker stop`). HOST and PORT above; tests/test_docker_cmd.py
+# runs exactly this command.
+CMD ["llmserve", "serve"]

