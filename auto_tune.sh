@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Auto-tune the server's settings (see `bash auto_tune.sh --help` and the README).
+# Auto-tune the server's settings (see `bash auto_tune.sh --help` and docs/tune.md).
 #
 #   bash auto_tune.sh --trials 8 --limit 40 --set ENFORCE_EAGER=1
 #   source results/tune/best.env && bash run_model.sh

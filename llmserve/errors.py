@@ -2,7 +2,7 @@
 
 A `LlmserveError` is a problem the user can act on: a bad flag, missing data, a server that is
 down. The tools print it as one line (`<tool>: error: <message>`) and exit with its code; a
-traceback means a bug. The README's exit-code table is this enum.
+traceback means a bug. docs/exit-codes.md's table is this enum.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class ServerError(LlmserveError):
 
 
 def exit_code_table() -> str:
-    """The README's exit-code table (markdown), from the enum above."""
+    """docs/exit-codes.md's table (markdown), from the enum above."""
     rows = ["| Code | Meaning |", "| --- | --- |"]
     rows += [f"| {int(code)} | {EXIT_MEANINGS[code]} |" for code in ExitCode]
     return "\n".join(rows)

@@ -1,11 +1,11 @@
 """The one reader of the environment: every model, engine, sampling and server knob, typed.
 
 Each field's name is its environment variable (case-insensitive). The fields come in groups,
-one class each (GROUPS, in README order); `Settings` combines them, so access stays flat
-(`settings.dtype`). Engine-specific groups live with their engine (VllmEngineSettings in
-llmserve/engines/vllm/settings.py). The README table and env_force.sh are generated from
-these classes (`python -m llmserve.envdoc --write`), and a test keeps them in step, so this
-file is the single source of truth for names and defaults.
+one class each (GROUPS, in the order of docs/settings.md); `Settings` combines them, so
+access stays flat (`settings.dtype`). Engine-specific groups live with their engine
+(VllmEngineSettings in llmserve/engines/vllm/settings.py). The tables of docs/settings.md and
+env_force.sh are generated from these classes (`python -m llmserve.envdoc --write`), and a
+test keeps them in step, so this file is the single source of truth for names and defaults.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class EngineSettings(BaseModel):
         "process",
         description="Where ENGINE_REPLICAS run: process = each in a worker process of its "
         "own behind the API process (its own interpreter for output handling); shared = all "
-        "in the API process. Measured on a GPU: see the README's Engine replicas.",
+        "in the API process. Measured on a GPU: see docs/replicas-and-gpus.md.",
     )
 
 
@@ -182,7 +182,7 @@ class ServerSettings(BaseModel):
     )
 
 
-# The groups in the order the README lists them.
+# The groups in the order docs/settings.md lists them.
 GROUPS: tuple[type[BaseModel], ...] = (
     ModelSettings,
     EngineSettings,
@@ -206,8 +206,8 @@ class Settings(  # bases in reverse: pydantic orders fields from the last base t
     ModelSettings,
     BaseSettings,
 ):
-    """Service settings: every group's fields, flat. Field descriptions become the README's
-    environment table."""
+    """Service settings: every group's fields, flat. Field descriptions become the settings
+    tables of docs/settings.md."""
 
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
 

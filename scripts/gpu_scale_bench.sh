@@ -24,7 +24,7 @@ part=${2:-all}
 here=$(cd "$(dirname "$0")/.." && pwd)
 py=${PYTHON:-python3}
 
-# The workload of the session-5 tables (README "Engine replicas"), so rows compare.
+# The workload of the session-5 tables (docs/replicas-and-gpus.md), so rows compare.
 if [ "${SIZE:-full}" = small ]; then
   sizes=(-n 16 --input-len 64 --output-len 16 -c 8 --repeats 1 --warmup 0)
 else

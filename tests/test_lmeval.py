@@ -115,7 +115,7 @@ def test_task_yaml_reads_the_repository_gsm8k_file(tmp_path: Path) -> None:
 
 
 def test_shipped_task_path_is_relative_to_the_repository_root() -> None:
-    """The README's raw lm_eval command runs from the repository root with the shipped yaml."""
+    """docs/lmeval.md's raw lm_eval command runs from the repository root with the shipped yaml."""
     shipped = yaml.safe_load((run.TASKS_DIR / f"{run.TASK}.yaml").read_text())
     assert (REPO_ROOT / shipped["dataset_kwargs"]["data_files"]["test"]).resolve() == \
         GSM8K_TEST.resolve()

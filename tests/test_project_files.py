@@ -22,11 +22,16 @@ SETTINGS = {name.upper() for name in Settings.model_fields}
 THIRD_PARTY_ENV = {"HF_HUB_OFFLINE", "VLLM_NO_USAGE_STATS"}
 
 
-def test_readme_table_lists_every_setting() -> None:
+def test_settings_doc_lists_every_setting() -> None:
     assert envdoc.stale() == []
-    table = (ROOT / "README.md").read_text()
+    table = (ROOT / "docs" / "settings.md").read_text()
     listed = set(re.findall(r"^\| `([A-Z_]+)` \|", table, flags=re.MULTILINE))
     assert listed == SETTINGS
+
+
+def test_exit_codes_doc_has_the_generated_table() -> None:
+    text = (ROOT / "docs" / "exit-codes.md").read_text()
+    assert envdoc.EXIT_START in text and envdoc.EXIT_END in text
 
 
 def test_env_force_sourced_sets_every_default() -> None:

@@ -115,7 +115,7 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "env",
-        "check, or rewrite with --write, the README settings table and env_force.sh",
+        "check, or rewrite with --write, docs/settings.md, docs/exit-codes.md, env_force.sh",
         "llmserve.envdoc:main",
     ),
 )
@@ -134,7 +134,7 @@ def usage() -> str:
         *(f"  {command.name:<{width}}  {command.help}" for command in COMMANDS),
         "",
         f"`{PROG} <command> --help` shows a command's options. Settings are environment",
-        "variables (README, `llmserve env`); exit codes are the README's table.",
+        "variables (docs/settings.md, `llmserve env`); exit codes: docs/exit-codes.md.",
     ]
     return "\n".join(lines)
 

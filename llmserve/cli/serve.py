@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llmserve serve",
         description="Serve POST /predict, GET / (health) and GET /info with uvicorn. Engine, "
-        "model and decoding settings come from the environment (README, `llmserve env`); "
+        "model and decoding settings come from the environment (docs/settings.md, `llmserve env`); "
         "the engine's launch environment (on CPU: LD_PRELOAD of tcmalloc and Intel OpenMP) "
         "is applied unless you set those variables yourself.",
     )

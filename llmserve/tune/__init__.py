@@ -2,7 +2,7 @@
 
 Each trial starts the real server (`llmserve serve`, as run_model.sh does) with one setting of
 the search space, runs the judge on the tune split, and is journaled crash-safely, so a rerun
-resumes. See `python auto_tune.py --help` and the README's "Auto-tuning" section.
+resumes. See `python auto_tune.py --help` and docs/tune.md.
 """
 
 from __future__ import annotations

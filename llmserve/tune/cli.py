@@ -40,7 +40,7 @@ output (--out, default results/tune/):
 Rerunning the same command resumes: recorded trials are skipped, an interrupted one is redone.
 
 exit codes: 0 a best was found, 2 bad arguments or search space (nothing ran), 5 no trial
-reached the floor, 130 interrupted (rerun to resume); the README lists every code.
+reached the floor, 130 interrupted (rerun to resume); docs/exit-codes.md lists every code.
 """
 
 

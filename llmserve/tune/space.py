@@ -9,7 +9,7 @@ Everything is checked before any trial starts, and a bad entry is one line namin
   fixed:                     # every trial gets these (--set adds to and overrides them)
     MAX_MODEL_LEN: 2048
 
-Values are what the setting takes (the README's settings table); null is "unset", i.e. the
+Values are what the setting takes (docs/settings.md); null is "unset", i.e. the
 setting's default. A value equal to the default is the same as null, so no setting is ever
 measured twice under two spellings. `when` searches a parameter only while earlier
 parameters (or fixed settings) have one of the given values; otherwise it stays at its
@@ -91,7 +91,7 @@ def field_name(key: Any, where: str) -> str:
         known = [f.upper() for f in Settings.model_fields]
         close = difflib.get_close_matches(name, known, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
-        raise LlmserveError(f"{where}: unknown setting{hint}; see the README settings table")
+        raise LlmserveError(f"{where}: unknown setting{hint}; see docs/settings.md")
     return name
 
 

@@ -28,7 +28,7 @@ class LlamaCppEngineSettings(BaseModel):
         "(default): the package's file as shipped, the best judge score measured. Another "
         "level is made from it once into CACHE_DIR (as `llmserve gguf` makes it): Q4_0 runs "
         "llama.cpp's repacked kernels, 2.7x Q4_1's list throughput and a third of its TTFT on "
-        "the 2-core EPYC, at a lower judge score (README, llama.cpp engine).",
+        "the 2-core EPYC, at a lower judge score (docs/engines.md).",
     )
     llamacpp_threads: int | None = Field(
         None, gt=0, description="llama.cpp threads. Unset: the cores available."

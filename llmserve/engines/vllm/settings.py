@@ -68,7 +68,7 @@ class VllmEngineSettings(BaseModel):
     distributed_executor_backend: Literal["mp", "ray"] | None = Field(
         None,
         description="How vLLM runs its GPU workers: mp (processes on this machine) or ray "
-        "(a Ray cluster: several machines, see the README's Several GPUs). Unset: vLLM "
+        "(a Ray cluster: several machines, see docs/replicas-and-gpus.md). Unset: vLLM "
         "chooses (mp on one machine).",
     )
     quantization: str | None = Field(
