@@ -22,12 +22,13 @@ from llmserve.engines.base import (
     EngineDead,
     Generation,
     Prompt,
+    PromptRejected,
     PromptTooLong,
     Sampling,
 )
 from llmserve.engines.llamacpp.loop import DecodeLoop
 from llmserve.engines.llamacpp.slots import Request, token_piece_decoder
-from llmserve.engines.render import PromptRenderer
+from llmserve.engines.render import PromptRenderer, RendererTokenizer, check_ids
 from llmserve.harness.metadata import cpu_flags, usable_cores
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ def repack_default(setting: bool | None) -> bool:
     return not flags & {"amx_bf16", "amx_int8", "amx_tile"}
 
 
-class LlamaCppEngine:
+class LlamaCppEngine(RendererTokenizer):
     """An Engine over one llama.cpp context with LLAMACPP_PARALLEL sequence slots."""
 
     def __init__(self, settings: Settings, model_dir: Path) -> None:
@@ -99,6 +100,7 @@ class LlamaCppEngine:
         self.lib, self.model, self.ctx = llama_cpp, model, ctx
         self.n_ctx_seq = llama_cpp.llama_n_ctx(ctx) // self.n_seq
         self.loop = DecodeLoop(llama_cpp, model, ctx, self.n_batch, self.n_seq)
+        self.vocab_size = int(self.loop.n_vocab)
         self.decode_text = token_piece_decoder(llama_cpp, self.loop.vocab)
         description = bytes(256)
         size = llama_cpp.llama_model_desc(model, description, len(description))
@@ -118,6 +120,15 @@ class LlamaCppEngine:
         for index, ids in enumerate(prompt_ids):
             if len(ids) >= self.max_model_len:
                 raise PromptTooLong(index, len(ids), self.max_model_len)
+            check_ids(ids, self.vocab_size, f"prompt[{index}]")  # token-id prompts
+
+    @staticmethod
+    def _refuse_logprobs(sampling: Sampling) -> None:
+        """Logprobs are not computed by this engine's decode loop yet: refused by name."""
+        for name in ("logprobs", "prompt_logprobs"):
+            if getattr(sampling, name) is not None:
+                param = "echo" if name == "prompt_logprobs" else name
+                raise PromptRejected(f"{param} is not supported by ENGINE=llamacpp yet", param)
 
     def _request(
         self, ids: list[int], sampling: Sampling, queue: asyncio.Queue[Delta | BaseException]
@@ -153,6 +164,7 @@ class LlamaCppEngine:
         self, prompt: Prompt, sampling: Sampling | None = None
     ) -> AsyncIterator[Delta]:
         sampling = sampling or Sampling.from_settings(self.settings)
+        self._refuse_logprobs(sampling)
         (ids,) = await asyncio.to_thread(self.renderer.token_ids, [prompt])
         self._check([ids])
         queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -182,6 +194,7 @@ class LlamaCppEngine:
         self, prompts: Sequence[Prompt], sampling: Sampling | None = None
     ) -> Generation:
         sampling = sampling or Sampling.from_settings(self.settings)
+        self._refuse_logprobs(sampling)
         ids = await asyncio.to_thread(self.renderer.token_ids, list(prompts))
         self._check(ids)
         marks: dict[str, float] = {}
