@@ -55,6 +55,9 @@ IdPrompt = Annotated[list[TokenId], Field(min_length=1)]  # a tokenized prompt (
 class Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
+    def unsupported(self) -> None:
+        """OpenAIError for a field whose value is valid but not served (none here)."""
+
 
 class TextPart(Strict):
     """OpenAI's content part `{"type": "text", "text": ...}` (the only kind served here)."""
@@ -121,6 +124,10 @@ class Common(Strict):
 
     def sampling(self, defaults: Sampling, max_model_len: int) -> Sampling:
         """The service's defaults with this request's values on top."""
+        return defaults.replace(**self.changes(max_model_len))
+
+    def changes(self, max_model_len: int) -> dict[str, Any]:
+        """The Sampling fields this request sets."""
         changes: dict[str, Any] = {}
         limit = self.output_limit()
         if limit is not None:  # more than MAX_MODEL_LEN can never be generated
@@ -136,14 +143,14 @@ class Common(Strict):
             changes["top_k"] = max(self.top_k, 0)
         if self.stop is not None:
             changes["stop"] = [self.stop] if isinstance(self.stop, str) else self.stop
-        return defaults.replace(**changes)
+        return changes
 
     @property
     def include_usage(self) -> bool:
         return self.stream_options is not None and self.stream_options.include_usage
 
 
-R = TypeVar("R", bound=Common)
+R = TypeVar("R", bound=Strict)
 
 
 class ChatRequest(Common):
@@ -200,12 +207,12 @@ class CompletionRequest(Common):
             raise OpenAIError(400, f"logprobs={self.logprobs} is not supported with "
                               "stream=true", "logprobs")  # fmt: skip
 
-    def sampling(self, defaults: Sampling, max_model_len: int) -> Sampling:
+    def changes(self, max_model_len: int) -> dict[str, Any]:
         """Echo asks the engine for the prompt's tokens (their texts make the echoed text
         of a token-id prompt) with `logprobs` alternatives, as vLLM's echo does."""
-        sampling = super().sampling(defaults, max_model_len)
         prompt_logprobs = (self.logprobs or 0) if self.echo else None
-        return sampling.replace(logprobs=self.logprobs, prompt_logprobs=prompt_logprobs)
+        return {**super().changes(max_model_len), "logprobs": self.logprobs,
+                "prompt_logprobs": prompt_logprobs}  # fmt: skip
 
     @property
     def prompts(self) -> list[str] | list[list[int]]:
