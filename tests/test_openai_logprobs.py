@@ -146,11 +146,19 @@ def test_tokenizer_endpoints_match_generation(server: Server) -> None:
     assert chat.status_code == 200 and chat.json()["count"] > 3  # the template's tokens
 
 
-def test_llamacpp_refuses_echo_by_name(llamacpp_server: Server) -> None:
-    """Not computed by the llama.cpp engine yet: a 400 naming the field, never ignored."""
+def test_llamacpp_echo_logprobs(
+    llamacpp_server: Server, reference: tuple[list[int], list[float]]
+) -> None:
+    """The llama.cpp engine scores the prompt from llama.cpp's own logits: close to the
+    float32 reference (the bundled GGUF is 4-bit: up to 0.11 apart here), first one null."""
+    ids, expected = reference
     with llamacpp_server.client() as http:
-        response = http.post("/v1/completions", json={"prompt": "x", "echo": True,
-                                                      "logprobs": 1, "max_tokens": 1})
+        reply = http.post("/v1/completions", json={"prompt": [ids], "echo": True,
+                                                   "logprobs": 1, "max_tokens": 1}).json()
         tokens = http.post("/tokenize", json={"prompt": TEXT, "add_special_tokens": False})
-    assert response.status_code == 400 and response.json()["error"]["param"] == "echo"
-    assert tokens.status_code == 200 and tokens.json()["count"] > 0
+    logprobs = reply["choices"][0]["logprobs"]
+    got = logprobs["token_logprobs"]
+    assert got[0] is None and len(got) == len(ids) + 1
+    assert got[1 : len(ids)] == pytest.approx(expected, abs=0.25)
+    assert reply["choices"][0]["text"].startswith(TEXT)
+    assert tokens.json()["tokens"] == ids

@@ -22,11 +22,13 @@ from llmserve.engines.base import (
     EngineDead,
     Generation,
     Prompt,
-    PromptRejected,
     PromptTooLong,
     Sampling,
+    TokenLogprob,
+    TokenLogprobs,
 )
 from llmserve.engines.llamacpp.loop import DecodeLoop
+from llmserve.engines.llamacpp.scores import token_logprobs
 from llmserve.engines.llamacpp.slots import Request, token_piece_decoder
 from llmserve.engines.render import PromptRenderer, RendererTokenizer, check_ids
 from llmserve.harness.metadata import cpu_flags, usable_cores
@@ -122,13 +124,6 @@ class LlamaCppEngine(RendererTokenizer):
                 raise PromptTooLong(index, len(ids), self.max_model_len)
             check_ids(ids, self.vocab_size, f"prompt[{index}]")  # token-id prompts
 
-    @staticmethod
-    def _refuse_logprobs(sampling: Sampling) -> None:
-        """Logprobs are not computed by this engine's decode loop yet: refused by name."""
-        for name in ("logprobs", "prompt_logprobs"):
-            if getattr(sampling, name) is not None:
-                param = "echo" if name == "prompt_logprobs" else name
-                raise PromptRejected(f"{param} is not supported by ENGINE=llamacpp yet", param)
 
     def _request(
         self, ids: list[int], sampling: Sampling, queue: asyncio.Queue[Delta | BaseException]
@@ -145,7 +140,8 @@ class LlamaCppEngine(RendererTokenizer):
         return Request(
             prompt_ids=ids,
             sampling=sampling,
-            max_tokens=min(sampling.max_tokens, self.max_model_len - len(ids)),
+            # max_tokens 0 (score the prompt only): one token is generated and left out.
+            max_tokens=min(max(sampling.max_tokens, 1), self.max_model_len - len(ids)),
             emit=emit,
             decode_text=self.decode_text,
         )
@@ -164,7 +160,6 @@ class LlamaCppEngine(RendererTokenizer):
         self, prompt: Prompt, sampling: Sampling | None = None
     ) -> AsyncIterator[Delta]:
         sampling = sampling or Sampling.from_settings(self.settings)
-        self._refuse_logprobs(sampling)
         (ids,) = await asyncio.to_thread(self.renderer.token_ids, [prompt])
         self._check([ids])
         queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -175,7 +170,9 @@ class LlamaCppEngine(RendererTokenizer):
         finally:  # closing or cancelling the stream frees the sequence slot
             self.loop.cancel(request)
 
-    async def _collect(self, ids: list[int], sampling: Sampling, marks: dict[str, float]) -> Delta:
+    async def _collect(
+        self, ids: list[int], sampling: Sampling, marks: dict[str, float]
+    ) -> tuple[Delta, Request]:
         queue: asyncio.Queue[Any] = asyncio.Queue()
         text: list[str] = []
         last = Delta("", 0, len(ids))
@@ -188,26 +185,46 @@ class LlamaCppEngine(RendererTokenizer):
                 last = delta
         finally:  # a cancelled generate() frees its sequence slots
             self.loop.cancel(request)
-        return Delta("".join(text), last.output_tokens, len(ids), last.finish_reason)
+        return Delta("".join(text), last.output_tokens, len(ids), last.finish_reason), request
+
+    def _piece(self, token: int) -> str:
+        return self.decode_text([token])
+
+    def _logprobs(self, request: Request) -> tuple[TokenLogprobs | None, TokenLogprobs | None]:
+        """The answer's and the prompt's TokenLogprobs, where the sampling asked for them."""
+        sampling = request.sampling
+        answer = prompt = None
+        if sampling.logprobs is not None:
+            keep = len(request.sample_scores) if sampling.max_tokens else 0
+            answer = token_logprobs(request.sample_scores[:keep], self._piece)
+        if sampling.prompt_logprobs is not None:
+            first = request.prompt_ids[0]
+            prompt = [TokenLogprob(self._piece(first), first, None),
+                      *token_logprobs(request.prompt_scores, self._piece)]  # fmt: skip
+        return answer, prompt
 
     async def generate(
         self, prompts: Sequence[Prompt], sampling: Sampling | None = None
     ) -> Generation:
         sampling = sampling or Sampling.from_settings(self.settings)
-        self._refuse_logprobs(sampling)
         ids = await asyncio.to_thread(self.renderer.token_ids, list(prompts))
         self._check(ids)
         marks: dict[str, float] = {}
         start = time.perf_counter()
-        done = await asyncio.gather(*(self._collect(i, sampling, marks) for i in ids))
+        results = await asyncio.gather(*(self._collect(i, sampling, marks) for i in ids))
         end = time.perf_counter()
+        done = [d for d, _ in results]
+        scored_only = sampling.max_tokens == 0  # the one generated token is not the answer
+        pairs = [self._logprobs(r) for _, r in results]
         return Generation(
-            texts=[d.text for d in done],
+            texts=["" if scored_only else d.text for d in done],
             prompt_tokens=[d.prompt_tokens for d in done],
-            completion_tokens=[d.output_tokens for d in done],
-            finish_reasons=[d.finish_reason for d in done],
+            completion_tokens=[0 if scored_only else d.output_tokens for d in done],
+            finish_reasons=["length" if scored_only else d.finish_reason for d in done],
             engine_seconds=end - start,
             ttft_seconds=marks["first"] - start if "first" in marks else None,
+            logprobs=None if sampling.logprobs is None else [a for a, _ in pairs],
+            prompt_logprobs=None if sampling.prompt_logprobs is None else [p for _, p in pairs],
         )
 
     def facts(self) -> dict[str, Any]:
