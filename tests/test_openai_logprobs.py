@@ -162,3 +162,21 @@ def test_llamacpp_echo_logprobs(
     assert got[1 : len(ids)] == pytest.approx(expected, abs=0.25)
     assert reply["choices"][0]["text"].startswith(TEXT)
     assert tokens.json()["tokens"] == ids
+
+
+def test_chat_logprobs_and_top_logprobs(sdk: openai.OpenAI, model: str) -> None:
+    """Chat's shape: one entry per answer token, its text joining to the answer, greedy (the
+    token is the most likely), `top_logprobs` alternatives best first."""
+    reply = sdk.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Name a color."}], max_tokens=6,
+        temperature=0, logprobs=True, top_logprobs=3,
+    )  # fmt: skip
+    choice = reply.choices[0]
+    assert choice.logprobs is not None and choice.logprobs.content
+    content = choice.logprobs.content
+    assert "".join(t.token for t in content) == choice.message.content
+    for token in content:
+        assert len(token.top_logprobs) == 3
+        values = [t.logprob for t in token.top_logprobs]
+        assert values == sorted(values, reverse=True)
+        assert token.logprob == pytest.approx(values[0])  # greedy: the most likely token

@@ -1,5 +1,6 @@
-"""Token logprobs in OpenAI's legacy completions shape (what lm-eval's local-completions
-reads): `tokens`, `token_logprobs`, `top_logprobs`, `text_offset`, as vLLM writes them."""
+"""Token logprobs in OpenAI's shapes: the legacy completions one (what lm-eval's
+local-completions reads: `tokens`, `token_logprobs`, `top_logprobs`, `text_offset`, as vLLM
+writes them) and chat's (`content`: token, logprob, bytes, top_logprobs)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,16 @@ def legacy(tokens: list[TokenLogprob], offset: int = 0) -> dict[str, Any]:
         ],
         "text_offset": offsets,
     }
+
+
+def _entry(token: str, logprob: float) -> dict[str, Any]:
+    return {"token": token, "logprob": _value(logprob), "bytes": list(token.encode())}
+
+
+def chat(tokens: list[TokenLogprob], top: int) -> dict[str, Any]:
+    """Chat's `logprobs`: each answer token with its `top` most likely alternatives."""
+    return {"content": [
+        {**_entry(t.token, t.logprob or 0.0),
+         "top_logprobs": [_entry(text, v) for text, v in t.top[:top]]}
+        for t in tokens
+    ]}  # fmt: skip

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmserve.engines.base import Generation, TokenLogprobs
-from llmserve.server.openai.logprobs import legacy
+from llmserve.server.openai import logprobs as shapes
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
@@ -43,21 +43,28 @@ class Answer:
                 "choices": choices}  # fmt: skip
 
     def complete(
-        self, result: Generation, echo: list[str] | None = None, logprobs: bool = False
+        self,
+        result: Generation,
+        echo: list[str] | None = None,
+        logprobs: bool = False,
+        top_logprobs: int = 0,
     ) -> dict[str, Any]:
         """The whole answer: chat.completion (one choice) or text_completion (one per prompt).
         Completions: `echo`, the prompts' texts put before the answers (with their tokens'
-        logprobs first in `logprobs`, which asks for the legacy logprobs object)."""
+        logprobs first in `logprobs`, which asks for the legacy logprobs object). Chat:
+        `logprobs` asks for chat's logprobs object with `top_logprobs` alternatives."""
         if self.chat:
             choices = [
                 {"index": 0, "message": {"role": "assistant", "content": result.texts[0]},
-                 "logprobs": None, "finish_reason": result.finish_reasons[0] or "stop"}
+                 "logprobs": shapes.chat(self._tokens(result, 0, False), top_logprobs)
+                 if logprobs else None,
+                 "finish_reason": result.finish_reasons[0] or "stop"}
             ]  # fmt: skip
             body = self._object("chat.completion", choices)
         else:
             choices = [
                 {"index": i, "text": (echo[i] if echo else "") + text,
-                 "logprobs": legacy(self._tokens(result, i, echo is not None))
+                 "logprobs": shapes.legacy(self._tokens(result, i, echo is not None))
                  if logprobs else None,
                  "finish_reason": reason or "stop"}
                 for i, (text, reason) in enumerate(

@@ -4,7 +4,7 @@ Strict types (no "0.5" for a number, no 1 for a boolean, no 1.5 for an integer; 
 the integer 604, as JSON Schema counts it and as schemathesis sends it), finite
 numbers, OpenAI's ranges. Fields OpenAI clients send that do not change the answer (user,
 metadata, ...) and fields unknown here are ignored; those that would change it and are not
-supported (n > 1, chat logprobs, logprobs or echo with stream, best_of > 1) are refused by
+supported (n > 1, logprobs or echo with stream, best_of > 1) are refused by
 name, as is text no tokenizer accepts (an unpaired surrogate).
 """
 
@@ -160,15 +160,25 @@ class ChatRequest(Common):
     max_completion_tokens: AtLeast1 | None = Field(
         None, description="OpenAI's newer name for max_tokens; wins over it."
     )
-    logprobs: bool | None = Field(None, description="Not served: true is a 400.")
+    logprobs: bool | None = Field(None, description="Each answer token's logprob.")
+    top_logprobs: Annotated[int, Field(ge=0, le=MAX_LOGPROBS), Integral] | None = Field(
+        None, description="With logprobs: the K most likely tokens at each position."
+    )
 
     def output_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
 
     def unsupported(self) -> None:
         super().unsupported()
-        if self.logprobs:
-            raise OpenAIError(400, "logprobs is not supported", "logprobs")
+        if self.top_logprobs is not None and not self.logprobs:
+            raise OpenAIError(400, "top_logprobs needs logprobs=true", "top_logprobs")
+        if self.logprobs and self.stream:
+            raise OpenAIError(400, "logprobs=true is not supported with stream=true",
+                              "logprobs")  # fmt: skip
+
+    def changes(self, max_model_len: int) -> dict[str, Any]:
+        logprobs = (self.top_logprobs or 0) if self.logprobs else None
+        return {**super().changes(max_model_len), "logprobs": logprobs}
 
     def conversation(self) -> list[ChatMessage]:
         return [message.chat_message() for message in self.messages]

@@ -122,6 +122,9 @@ async def respond(
 def complete(answer: Answer, body: Common, prompts: list[Prompt], result: Generation) -> Any:
     """The whole answer; completions with echo put each prompt's text before its answer (a
     token-id prompt's text is its tokens' texts, as the engine decoded them)."""
+    if isinstance(body, ChatRequest):
+        return answer.complete(result, logprobs=bool(body.logprobs),
+                               top_logprobs=body.top_logprobs or 0)  # fmt: skip
     if not isinstance(body, CompletionRequest):
         return answer.complete(result)
     echo: list[str] | None = None
