@@ -4,7 +4,8 @@ It answers "echo: <prompt>" word by word, counts a word as a token, and can be t
 slowly (until a gate opens), to fail at start, to take its time per call (or to wait for a
 gate: a stream waits for it after its first word), or to die. It counts the prompts it holds
 (`unfinished`, generate and stream alike) and the calls cancelled or closed early
-(`cancelled`). Raw text (RawText) shows as "raw: <text>", so a test sees it was not templated.
+(`cancelled`). Raw text (RawText) shows as "raw: <text>", so a test sees it was not templated;
+token ids as "ids: 1 2 3". A character is a token for /tokenize.
 `FakeEngineFactory` is an EngineFactory that keeps the engines it built.
 """
 
@@ -18,13 +19,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmserve.engines.base import Delta, Generation, Prompt, PromptTooLong, RawText, Sampling
+from llmserve.engines.base import (
+    Delta,
+    Generation,
+    Prompt,
+    PromptTooLong,
+    RawText,
+    Sampling,
+    TokenIds,
+    Tokens,
+)
 from llmserve.settings import Settings
 
 
 def prompt_text(prompt: Prompt) -> str:
     if isinstance(prompt, RawText):
         return f"raw: {prompt.text}"
+    if isinstance(prompt, TokenIds):
+        return "ids: " + " ".join(map(str, prompt.ids))
     if isinstance(prompt, str):
         return prompt
     return " | ".join(f"{turn['role']}: {turn['content']}" for turn in prompt)
@@ -145,6 +157,17 @@ class FakeEngine:
             raise
         finally:
             self.unfinished -= 1
+
+    # A character is a token: its id is its code point.
+    async def tokenize(self, prompt: Prompt, add_special_tokens: bool = True) -> Tokens:
+        text = prompt_text(prompt)
+        return Tokens([ord(c) for c in text], list(text))
+
+    async def detokenize(self, ids: Sequence[int]) -> str:
+        return "".join(map(chr, ids))
+
+    async def tokenizer_info(self) -> dict[str, Any]:
+        return {"tokenizer_class": "FakeTokenizer", "eos_token": "</s>"}
 
     def facts(self) -> dict[str, Any]:
         return {

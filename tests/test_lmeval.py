@@ -157,6 +157,30 @@ def test_command_for_chat_and_completions(tmp_path: Path) -> None:
     assert "tokenizer_backend=None" in model_args  # never a hub tokenizer
 
 
+def test_other_tasks_score_token_ids_with_the_remote_tokenizer(tmp_path: Path) -> None:
+    """--tasks arc_easy: lm-eval sends token ids (echo + logprobs) tokenized by /tokenize."""
+    config = run.LmEvalConfig(url="http://h:1", model="m", out=tmp_path, api="completions",
+                              tasks=["arc_easy", "mmlu"])
+    argv = run.command(config, Path("lm_eval"), tmp_path)
+    assert argv[argv.index("--tasks") + 1] == "arc_easy,mmlu"
+    model_args = argv[argv.index("--model_args") + 1]
+    assert "tokenized_requests=True" in model_args and "tokenizer_backend=remote" in model_args
+
+
+def test_metrics_reads_every_metric_of_the_tasks() -> None:
+    results = {"results": {"arc_easy": {"alias": "arc_easy", "acc,none": 0.5,
+                                        "acc_stderr,none": 0.03, "acc_norm,none": 0.25}}}
+    found = run.metrics(results, ["arc_easy"])
+    assert [(m.name, m.value, m.stderr) for m in found] == [
+        ("acc,none", 0.5, 0.03), ("acc_norm,none", 0.25, None)]
+    assert found[0].line() == "arc_easy acc,none: 0.5000 ± 0.0300"
+
+
+def test_other_tasks_need_completions() -> None:
+    result = lmeval("--tasks", "arc_easy")
+    assert result.returncode == 2 and "--api completions" in result.stderr
+
+
 def test_server_down_is_exit_4(tmp_path: Path) -> None:
     from llmserve.harness.launch import free_port
 

@@ -17,7 +17,7 @@ import openai
 import pytest
 from fastapi import FastAPI
 
-from llmserve.engines.base import RawText
+from llmserve.engines.base import RawText, TokenIds
 from llmserve.server.app import create_app
 from llmserve.settings import Settings
 from tests.asgi import serve_in_thread
@@ -201,6 +201,41 @@ def test_completion_list_prompt(sdk: openai.OpenAI, engine: FakeEngine) -> None:
     assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (5, 7)
 
 
+def test_completion_token_id_prompts(sdk: openai.OpenAI, engine: FakeEngine) -> None:
+    """A list of ints is one tokenized prompt, a list of such lists a batch (lm-eval's)."""
+    reply = sdk.completions.create(model=MODEL, prompt=[[5, 6], [7]], max_tokens=3)
+    assert engine.calls[-1].prompts == [TokenIds((5, 6)), TokenIds((7,))]
+    assert [(c.index, c.text) for c in reply.choices] == [(0, "echo: ids: 5"), (1, "echo: ids: 7")]
+    sdk.completions.create(model=MODEL, prompt=[1, 2, 3], max_tokens=1)
+    assert engine.calls[-1].prompts == [TokenIds((1, 2, 3))]
+
+
+def test_echo_and_logprobs_reach_the_engine(http: httpx.Client, engine: FakeEngine) -> None:
+    """echo asks for the prompt's logprobs with `logprobs` alternatives; max_tokens 0 too."""
+    body = {"prompt": [3, 4], "echo": True, "logprobs": 2, "max_tokens": 0}
+    assert http.post("/v1/completions", json=body).status_code == 200
+    sampling = engine.calls[-1].sampling
+    assert (sampling.logprobs, sampling.prompt_logprobs, sampling.max_tokens) == (2, 2, 0)
+    http.post("/v1/completions", json={"prompt": "x", "logprobs": 0, "max_tokens": 1})
+    sampling = engine.calls[-1].sampling
+    assert (sampling.logprobs, sampling.prompt_logprobs) == (0, None)
+
+
+def test_tokenizer_endpoints(http: httpx.Client) -> None:
+    """vLLM's /tokenize, /detokenize and /tokenizer_info, answered by the engine (the fake's
+    tokens are characters), errors in OpenAI's shape."""
+    body = http.post("/tokenize", json={"prompt": "ab", "return_token_strs": True}).json()
+    assert body == {"count": 7, "max_model_len": body["max_model_len"],
+                    "tokens": [ord(c) for c in "raw: ab"], "token_strs": list("raw: ab")}
+    assert http.post("/detokenize", json={"tokens": [104, 105]}).json() == {"prompt": "hi"}
+    assert http.get("/tokenizer_info").json()["eos_token"] == "</s>"
+    bad = http.post("/tokenize", json={"prompt": "a", "messages": [{"role": "user",
+                                                                    "content": "b"}]})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "prompt"
+    bad = http.post("/detokenize", json={"tokens": [-1]})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "tokens"
+
+
 def test_the_model_directory_path_is_accepted(http: httpx.Client, url: str) -> None:
     """What `vllm serve <dir>` would call the model: a vLLM client works unchanged."""
     model_dir = httpx.get(f"{url}/info").json()["engine"]["model_dir"]
@@ -373,7 +408,9 @@ BAD: list[tuple[str, Any, int, str | None, str | None, str]] = [
     (CHAT, chat(n=0), 400, "n", None, "greater than or equal to 1"),
     (CHAT, chat(stream="yes"), 400, "stream", None, "valid boolean"),
     (CHAT, chat(stream_options={"include_usage": 1}), 400, "stream_options", None, "boolean"),
-    (CHAT, chat(logprobs=True), 400, "logprobs", None, "logprobs is not supported"),
+    (CHAT, chat(logprobs=True, stream=True), 400, "logprobs", None, "not supported with stream"),
+    (CHAT, chat(top_logprobs=2), 400, "top_logprobs", None, "needs logprobs=true"),
+    (CHAT, chat(logprobs=True, top_logprobs=21), 400, "top_logprobs", None, "less than or equal"),
     (CHAT, chat(frequency_penalty=3), 400, "frequency_penalty", None, "less than or equal"),
     (CHAT, chat(model="gpt-4o"), 404, "model", "model_not_found", "'gpt-4o' is not served"),
     (CHAT, chat(model=5), 400, "model", None, "valid string"),
@@ -383,11 +420,18 @@ BAD: list[tuple[str, Any, int, str | None, str | None, str]] = [
     (COMPLETIONS, {"prompt": ""}, 400, "prompt", None, "at least 1 character"),
     (COMPLETIONS, {"prompt": 7}, 400, "prompt", None, "prompt"),
     (COMPLETIONS, {"prompt": ["ok", 7]}, 400, "prompt", None, "prompt[1]"),
-    (COMPLETIONS, {"prompt": [1, 2, 3]}, 400, "prompt", None, "prompt"),  # token ids: not served
+    (COMPLETIONS, {"prompt": [1, -2]}, 400, "prompt", None, "prompt"),
+    (COMPLETIONS, {"prompt": [[1], []]}, 400, "prompt", None, "prompt"),
     (COMPLETIONS, {"prompt": ["a", "\udc00"]}, 400, "prompt", None,
      "prompt[1]: has an unpaired surrogate"),
-    (COMPLETIONS, {"prompt": "x", "echo": True}, 400, "echo", None, "echo is not supported"),
-    (COMPLETIONS, {"prompt": "x", "logprobs": 2}, 400, "logprobs", None, "not supported"),
+    (COMPLETIONS, {"prompt": "x", "echo": True, "stream": True}, 400, "echo", None,
+     "echo=true is not supported with stream=true"),
+    (COMPLETIONS, {"prompt": "x", "logprobs": 2, "stream": True}, 400, "logprobs", None,
+     "logprobs=2 is not supported with stream=true"),
+    (COMPLETIONS, {"prompt": "x", "logprobs": 21}, 400, "logprobs", None,
+     "less than or equal to 20"),
+    (COMPLETIONS, {"prompt": "x", "max_tokens": 0}, 400, "max_tokens", None,
+     "max_tokens=0 needs echo=true"),
     (COMPLETIONS, {"prompt": "x", "best_of": 3}, 400, "best_of", None, "best_of=3"),
     (COMPLETIONS, {"prompt": "x", "n": 3}, 400, "n", None, "n=3 is not supported"),
     (COMPLETIONS, {"prompt": ["a", "b"], "stream": True}, 400, "stream", None, "one prompt"),

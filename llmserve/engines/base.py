@@ -36,8 +36,19 @@ class RawText:
     text: str
 
 
-# A plain user string (rendered as one user turn), a conversation, or raw text.
-Prompt = str | list[ChatMessage] | RawText
+@dataclass(frozen=True)
+class TokenIds:
+    """A prompt already tokenized (/v1/completions' list of ints, as lm-eval sends): the
+    model reads these ids as they are, with no special token added."""
+
+    ids: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ids", tuple(self.ids))  # a list is accepted, kept frozen
+
+
+# A plain user string (rendered as one user turn), a conversation, raw text or token ids.
+Prompt = str | list[ChatMessage] | RawText | TokenIds
 
 
 class EngineError(RuntimeError):
@@ -53,6 +64,15 @@ class PromptTooLong(EngineError, ValueError):
             f"the limit is {limit - 1} (MAX_MODEL_LEN={limit})"
         )
         self.index, self.tokens, self.limit = index, tokens, limit
+
+
+class PromptRejected(EngineError, ValueError):
+    """A prompt the model cannot read (a token id outside its vocabulary): the HTTP layer's
+    400, naming `param`."""
+
+    def __init__(self, message: str, param: str = "prompt") -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class EngineDead(EngineError):
@@ -76,13 +96,21 @@ class Sampling:
     ignore_eos: bool = False
     seed: int | None = None
     adapter: str | None = None  # a LoRA adapter's name (LORA_MODULES); None: the base
+    # Log-probabilities: None asks for none; K >= 0 gives each generated (`logprobs`) or
+    # prompt (`prompt_logprobs`, what echo scores) token's own and its K most likely
+    # alternatives'. max_tokens may be 0 only with prompt_logprobs (score the prompt only).
+    logprobs: int | None = None
+    prompt_logprobs: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stop", tuple(self.stop))  # a list is accepted, kept frozen
         problems = [
             name
             for name, ok in (
-                ("max_tokens", self.max_tokens > 0),
+                ("max_tokens", self.max_tokens > 0
+                 or (self.max_tokens == 0 and self.prompt_logprobs is not None)),
+                ("logprobs", self.logprobs is None or self.logprobs >= 0),
+                ("prompt_logprobs", self.prompt_logprobs is None or self.prompt_logprobs >= 0),
                 ("temperature", self.temperature >= 0),
                 ("top_p", 0 < self.top_p <= 1),
                 ("top_k", self.top_k >= 0),
@@ -119,8 +147,29 @@ class Sampling:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """One token of a prompt or an answer: its text, id and log-probability (None for a
+    prompt's first token, which nothing predicts), and the most likely tokens at its
+    position as (text, logprob) pairs, best first (the token itself among them)."""
+
+    token: str
+    token_id: int
+    logprob: float | None
+    top: tuple[tuple[str, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "top", tuple((str(t), float(v)) for t, v in self.top))
+
+
+# The tokens of one prompt or one answer with their logprobs (when Sampling asked for them).
+TokenLogprobs = list[TokenLogprob]
+
+
+@dataclass(frozen=True)
 class Generation:
-    """The answers to one batch, in the order of its prompts, and engine-side timings."""
+    """The answers to one batch, in the order of its prompts, and engine-side timings.
+    `logprobs` / `prompt_logprobs`: per prompt, the answer's / the prompt's tokens with
+    their logprobs, where Sampling asked for them (else None)."""
 
     texts: list[str]
     prompt_tokens: list[int]  # per prompt, after templating
@@ -128,6 +177,8 @@ class Generation:
     finish_reasons: list[str | None]  # per prompt: "stop", "length", ... as the engine says
     engine_seconds: float  # from the first prompt entering the engine to the last answer
     ttft_seconds: float | None  # first token of the first prompt to get one, engine-side
+    logprobs: list[TokenLogprobs | None] | None = None
+    prompt_logprobs: list[TokenLogprobs | None] | None = None
 
     @property
     def output_tokens(self) -> int:
@@ -153,6 +204,14 @@ class Delta:
         return self.finish_reason is not None
 
 
+@dataclass(frozen=True)
+class Tokens:
+    """A tokenized prompt (/tokenize): its ids and each id's token string."""
+
+    ids: list[int]
+    strs: list[str]
+
+
 @runtime_checkable
 class Engine(Protocol):
     """What the app needs from an engine. Calls may run concurrently: an engine batches them."""
@@ -168,6 +227,19 @@ class Engine(Protocol):
     def stream(self, prompt: Prompt, sampling: Sampling | None = None) -> AsyncIterator[Delta]:
         """One request's text as it is generated (an async generator). Closing or cancelling
         the iteration aborts the request in the engine."""
+        ...
+
+    async def tokenize(self, prompt: Prompt, add_special_tokens: bool = True) -> Tokens:
+        """The prompt's tokens as generation reads them (RawText with or without the
+        tokenizer's special tokens)."""
+        ...
+
+    async def detokenize(self, ids: Sequence[int]) -> str:
+        """The text of token ids (PromptRejected for an id outside the vocabulary)."""
+        ...
+
+    async def tokenizer_info(self) -> dict[str, Any]:
+        """The tokenizer's class, special tokens and chat template (/tokenizer_info)."""
         ...
 
     def facts(self) -> dict[str, Any]:

@@ -35,6 +35,8 @@ from llmserve.engines.base import (
     Prompt,
     PromptTooLong,
     Sampling,
+    TokenLogprobs,
+    Tokens,
 )
 
 if TYPE_CHECKING:
@@ -140,6 +142,16 @@ class ReplicatedEngine:
 
     # --- the rest of the Protocol ----------------------------------------------------------
 
+    async def tokenize(self, prompt: Prompt, add_special_tokens: bool = True) -> Tokens:
+        """Any live replica's tokenizer (all serve the same model)."""
+        return await self._live()[0].engine.tokenize(prompt, add_special_tokens)
+
+    async def detokenize(self, ids: Sequence[int]) -> str:
+        return await self._live()[0].engine.detokenize(ids)
+
+    async def tokenizer_info(self) -> dict[str, Any]:
+        return await self._live()[0].engine.tokenizer_info()
+
     def facts(self) -> dict[str, Any]:
         """The first replica's facts (all run the same settings), plus one row per replica."""
         facts = dict(self.replicas[0].engine.facts())
@@ -200,7 +212,18 @@ def merge(parts: Sequence[Generation]) -> Generation:
         finish_reasons=[r for p in parts for r in p.finish_reasons],
         engine_seconds=max(p.engine_seconds for p in parts),
         ttft_seconds=min(ttfts) if ttfts else None,
+        logprobs=_joined([p.logprobs for p in parts], [len(p.texts) for p in parts]),
+        prompt_logprobs=_joined(
+            [p.prompt_logprobs for p in parts], [len(p.texts) for p in parts]
+        ),
     )
+
+
+def _joined(rows: list[list[TokenLogprobs | None] | None], sizes: list[int]) -> Any:
+    """Per-prompt token lists of consecutive slices as one list (None where none asked)."""
+    if all(row is None for row in rows):
+        return None
+    return [t for row, n in zip(rows, sizes, strict=True) for t in (row or [None] * n)]
 
 
 def starts_may_overlap(settings: Settings) -> bool:

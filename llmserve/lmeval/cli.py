@@ -1,9 +1,11 @@
-"""`llmserve lmeval`: lm-evaluation-harness's gsm8k against the service's OpenAI API."""
+"""`llmserve lmeval`: lm-evaluation-harness's gsm8k (or any task, --tasks) against the
+service's OpenAI API."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -16,7 +18,7 @@ from llmserve.paths import GSM8K_TEST, RESULTS_ROOT
 
 if TYPE_CHECKING:
     from llmserve.harness.launch import ServerProcess
-    from llmserve.lmeval.run import Accuracy
+    from llmserve.lmeval.run import Accuracy, LmEvalConfig
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 LMEVAL_ROOT = RESULTS_ROOT / "lmeval"
@@ -70,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="bearer token for /v1/* (default: $API_KEY)")
 
     run = parser.add_argument_group("evaluation")
+    run.add_argument("--tasks", default="gsm8k_llmserve", metavar="NAMES",
+                     help="lm-eval task names, comma-separated (default %(default)s). Others "
+                     "than gsm8k_llmserve (e.g. arc_easy, mmlu, hellaswag, wikitext) need "
+                     "--api completions: lm-eval scores them with echo + logprobs on token "
+                     "ids, tokenized by the server's /tokenize")
+    run.add_argument("--task-dir", type=Path, metavar="DIR",
+                     help="task YAML files to add (copied beside gsm8k_llmserve.yaml into "
+                     "lm-eval's --include_path): tasks whose data is local (no hub here)")
     run.add_argument("--limit", type=positive_int, metavar="N",
                      help="only the first N questions (default: all 1319)")
     run.add_argument("--num-concurrent", type=positive_int, default=1, metavar="N",
@@ -100,6 +110,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--max-retries must be 0 or more, not {args.max_retries}")
     if not args.data.is_file():
         parser.error(f"--data {str(args.data)!r} does not exist")
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if not tasks:
+        parser.error(f"--tasks {args.tasks!r} names no task")
+    if tasks != ["gsm8k_llmserve"] and args.api != "completions":
+        parser.error(f"--tasks {args.tasks} needs --api completions (loglikelihood tasks "
+                     "score text through /v1/completions)")
+    if args.task_dir is not None and not args.task_dir.is_dir():
+        parser.error(f"--task-dir {str(args.task_dir)!r} is not a folder")
+    args.tasks = tasks
     from llmserve.harness.signals import run_tool
 
     return run_tool("lmeval", lambda: _lmeval(args))
@@ -146,17 +165,23 @@ def _evaluate(args: argparse.Namespace, url: str, out: Path) -> int:
         url=url, model=model, out=out, api=args.api, limit=args.limit,
         num_concurrent=args.num_concurrent, max_retries=args.max_retries,
         max_gen_toks=args.max_gen_toks, num_fewshot=args.num_fewshot, timeout=args.timeout,
-        data=args.data, extra=list(args.lm_eval_args),
+        data=args.data, extra=list(args.lm_eval_args), tasks=args.tasks,
     )
     include = run.write_task(out / "tasks", config.data)
+    if args.task_dir is not None:
+        for source in sorted(args.task_dir.glob("*.yaml")):
+            shutil.copy(source, include / source.name)
     argv = run.command(config, lm_eval_bin(), include)
-    print(f"lmeval: {run.TASK} via {run.API_PATH[config.api]} of {url} (model {model}, "
-          f"limit {config.limit or 'none'}); log {out / 'lm_eval.log'}", file=sys.stderr)
+    print(f"lmeval: {','.join(config.tasks)} via {run.API_PATH[config.api]} of {url} "
+          f"(model {model}, limit {config.limit or 'none'}); log {out / 'lm_eval.log'}",
+          file=sys.stderr)
     start = time.perf_counter()
     run.run_lm_eval(argv, run.lm_eval_env(args.api_key), out / "lm_eval.log",
                     echo=not args.quiet)
     wall = time.perf_counter() - start
     path = run.results_file(out)
+    if config.scores_text:
+        return _report_metrics(config, url, model, wall, path, argv)
     found: list[Accuracy] = run.accuracies(run.read_results(path))
     write_json(out / "summary.json", {
         "time": now_iso(),
@@ -178,5 +203,29 @@ def _evaluate(args: argparse.Namespace, url: str, out: Path) -> int:
     })
     for accuracy in found:
         print(accuracy.line())
+    print(f"wall time {wall:.1f} s; results: {path}")
+    return int(ExitCode.OK)
+
+
+def _report_metrics(config: LmEvalConfig, url: str, model: str, wall: float, path: Path,
+                    argv: list[str]) -> int:
+    """summary.json and one line per metric, for tasks other than the shipped GSM8K."""
+    from llmserve.harness.metadata import hardware, now_iso
+    from llmserve.harness.records import write_json
+    from llmserve.lmeval import run
+    from llmserve.lmeval.env import LMEVAL_VERSION
+
+    found = run.metrics(run.read_results(path), config.tasks)
+    write_json(config.out / "summary.json", {
+        "time": now_iso(), "tasks": config.tasks, "api": config.api, "url": url,
+        "model": model, "limit": config.limit, "num_concurrent": config.num_concurrent,
+        "num_fewshot": config.num_fewshot, "wall_seconds": round(wall, 1),
+        "metrics": {f"{m.task} {m.name}": {"value": m.value, "stderr": m.stderr}
+                    for m in found},
+        "results_json": str(path), "lm_eval_version": LMEVAL_VERSION,
+        "lm_eval_command": argv, "hardware": hardware(),
+    })
+    for metric in found:
+        print(metric.line())
     print(f"wall time {wall:.1f} s; results: {path}")
     return int(ExitCode.OK)

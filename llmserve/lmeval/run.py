@@ -52,6 +52,14 @@ class LmEvalConfig:
     timeout: int = 600
     data: Path = GSM8K_TEST
     extra: list[str] = field(default_factory=list)  # passed to lm_eval as they are
+    tasks: list[str] = field(default_factory=lambda: [TASK])  # lm-eval task names
+
+    @property
+    def scores_text(self) -> bool:
+        """Tasks other than the shipped GSM8K (multiple choice, perplexity) score text by its
+        tokens' logprobs: lm-eval sends token ids (echo, logprobs) and tokenizes through the
+        server's /tokenize (its remote tokenizer), so no hub tokenizer is needed."""
+        return self.tasks != [TASK]
 
 
 def task_yaml(data: Path = GSM8K_TEST) -> dict[str, Any]:
@@ -81,11 +89,13 @@ def model_args(config: LmEvalConfig) -> str:
         "base_url": config.url.rstrip("/") + API_PATH[config.api],
         "num_concurrent": config.num_concurrent,
         "max_retries": config.max_retries,
-        "tokenized_requests": False,
+        "tokenized_requests": config.scores_text,
         "max_gen_toks": config.max_gen_toks,
         "timeout": config.timeout,
     }
-    if config.api == "completions":
+    if config.api == "completions" and config.scores_text:
+        args["tokenizer_backend"] = "remote"  # the server's /tokenize and /detokenize
+    elif config.api == "completions":
         # "auto" would probe the server for a tokenizer endpoint, then load a HF tokenizer
         # named by `model` from the hub: neither exists here, and generation needs neither.
         args["tokenizer_backend"] = None
@@ -98,7 +108,7 @@ def command(config: LmEvalConfig, lm_eval: Path, include: Path) -> list[str]:
         str(lm_eval), "run",
         "--model", LM_EVAL_MODEL[config.api],
         "--model_args", model_args(config),
-        "--tasks", TASK,
+        "--tasks", ",".join(config.tasks),
         "--include_path", str(include),
         "--output_path", str(config.out),
         "--log_samples",
@@ -185,6 +195,37 @@ def accuracies(results: dict[str, Any], task: str = TASK) -> list[Accuracy]:
     if not found:
         raise LlmserveError(f"lm-eval's results for {task!r} hold no exact_match",
                             ExitCode.FAILED)
+    return found
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric of one task (and filter) from lm-eval's results, e.g. arc_easy acc."""
+
+    task: str
+    name: str  # "acc,none", "acc_norm,none", "word_perplexity,none", ...
+    value: float
+    stderr: float | None
+
+    def line(self) -> str:
+        spread = f" ± {self.stderr:.4f}" if isinstance(self.stderr, float) else ""
+        return f"{self.task} {self.name}: {self.value:.4f}{spread}"
+
+
+def metrics(results: dict[str, Any], tasks: Sequence[str]) -> list[Metric]:
+    """Every numeric metric of `tasks` (stderr beside it); LlmserveError for a task with none."""
+    found = []
+    for task in tasks:
+        numbers = results.get("results", {}).get(task)
+        if not isinstance(numbers, dict):
+            raise LlmserveError(f"lm-eval's results hold no task {task!r}", ExitCode.FAILED)
+        for name, value in numbers.items():
+            if "_stderr," in name or not isinstance(value, int | float) or "," not in name:
+                continue
+            metric, _, filt = name.partition(",")
+            stderr = numbers.get(f"{metric}_stderr,{filt}")
+            found.append(Metric(task, name, float(value),
+                                float(stderr) if isinstance(stderr, int | float) else None))
     return found
 
 

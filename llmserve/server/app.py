@@ -24,6 +24,7 @@ from llmserve.model import ModelNotFound, resolve_model_dir
 from llmserve.server import ui
 from llmserve.server.errors import error_responses, register_error_handlers
 from llmserve.server.openai import routes as openai_routes
+from llmserve.server.openai import tokenize as openai_tokenize
 from llmserve.server.openai.errors import openai_error_responses
 from llmserve.server.openai.limits import ShapedBodySizeLimit
 from llmserve.server.openai.models import accepted_names, served_name
@@ -102,6 +103,7 @@ def create_app(
     # /v1: the OpenAI API, its errors in OpenAI's shape (401 only when API_KEY is set).
     statuses = (400, *((401,) if settings.api_key else ()), 404, 405, 413, 503, 504)
     app.include_router(openai_routes.router, responses=openai_error_responses(*statuses))
+    app.include_router(openai_tokenize.router, responses=openai_error_responses(*statuses))
     names = sorted({served_name(service), *accepted_names(service)})
     extras = {  # the bodies these routes read raw, declared for the schema only
         "/predict": predict_openapi(settings.max_batch_prompts),

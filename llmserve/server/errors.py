@@ -2,7 +2,8 @@
 {"error": "<one line naming the problem>"}, but on /v1/* paths, which answer in OpenAI's shape
 {"error": {"message", "type", "param", "code"}} (llmserve/server/openai/errors.py).
 
-BadRequest: its own status (400, 413, 422); PromptTooLong: 413; a loading or dead engine: 503.
+BadRequest: its own status (400, 413, 422); PromptTooLong: 413; PromptRejected: 400; a
+loading or dead engine: 503.
 FastAPI's and Starlette's own errors answer in the same shape: an unknown path (404), a wrong
 method (405, with its Allow header), a RequestValidationError (422), and an unexpected
 exception (500, naming only its type: the traceback goes to the log, not to the client).
@@ -20,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from llmserve.engines.base import EngineDead, PromptTooLong
+from llmserve.engines.base import EngineDead, PromptRejected, PromptTooLong
 from llmserve.server.openai.errors import OpenAIError, is_openai_path, openai_error
 from llmserve.server.schema import BadRequest
 from llmserve.server.state import EngineUnavailable, Service
@@ -97,6 +98,11 @@ async def prompt_too_long(request: Request, exc: Exception) -> JSONResponse:
     return error(413, str(exc))
 
 
+async def prompt_rejected(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, PromptRejected)
+    return respond(request, 400, str(exc), param=exc.param)
+
+
 async def engine_unavailable(request: Request, exc: Exception) -> JSONResponse:
     return respond(request, 503, str(exc))
 
@@ -154,5 +160,6 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(BadRequest, bad_request)
     app.add_exception_handler(OpenAIError, openai_request_error)
     app.add_exception_handler(PromptTooLong, prompt_too_long)
+    app.add_exception_handler(PromptRejected, prompt_rejected)
     app.add_exception_handler(EngineUnavailable, engine_unavailable)
     app.add_exception_handler(EngineDead, engine_dead)

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import cache
 from pathlib import Path
 
-from llmserve.engines.base import Generation, Prompt, RawText, Sampling
+from llmserve.engines.base import Generation, Prompt, RawText, Sampling, TokenIds, TokenLogprobs
 from llmserve.shaping.hint import add_hint
 from llmserve.shaping.postprocess import shape_text
 from llmserve.shaping.router import LengthRouter, load_router
@@ -33,6 +33,8 @@ def prompt_text(prompt: Prompt) -> str:
         return prompt
     if isinstance(prompt, RawText):
         return prompt.text
+    if isinstance(prompt, TokenIds):  # no text to route on: the router sees an empty one
+        return ""
     return " ".join(str(m["content"]) for m in prompt if m["role"] == "user")
 
 
@@ -54,12 +56,18 @@ def merge(parts: list[tuple[list[int], Generation]], count: int) -> Generation:
     prompt_tokens = [0] * count
     completion_tokens = [0] * count
     finish_reasons: list[str | None] = [None] * count
+    logprobs: list[TokenLogprobs | None] = [None] * count
+    prompt_logprobs: list[TokenLogprobs | None] = [None] * count
     for indices, result in parts:
         for position, index in enumerate(indices):
             texts[index] = result.texts[position]
             prompt_tokens[index] = result.prompt_tokens[position]
             completion_tokens[index] = result.completion_tokens[position]
             finish_reasons[index] = result.finish_reasons[position]
+            if result.logprobs is not None:
+                logprobs[index] = result.logprobs[position]
+            if result.prompt_logprobs is not None:
+                prompt_logprobs[index] = result.prompt_logprobs[position]
     ttfts = [r.ttft_seconds for _, r in parts if r.ttft_seconds is not None]
     return Generation(
         texts=texts,
@@ -68,6 +76,10 @@ def merge(parts: list[tuple[list[int], Generation]], count: int) -> Generation:
         finish_reasons=finish_reasons,
         engine_seconds=max(r.engine_seconds for _, r in parts),
         ttft_seconds=min(ttfts) if ttfts else None,
+        logprobs=logprobs if any(r.logprobs is not None for _, r in parts) else None,
+        prompt_logprobs=prompt_logprobs
+        if any(r.prompt_logprobs is not None for _, r in parts)
+        else None,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llmserve.engines.base import ChatMessage, Prompt, RawText
+from llmserve.engines.base import ChatMessage, Prompt, RawText, TokenIds
 from llmserve.shaping.settings import ShapingSettings
 
 
@@ -16,7 +16,7 @@ def add_hint(prompt: Prompt, max_tokens: int) -> Prompt:
     hint = hint_text(max_tokens)
     if isinstance(prompt, str):
         return f"{prompt}\n\n{hint}"
-    if isinstance(prompt, RawText):
+    if isinstance(prompt, RawText | TokenIds):
         return prompt
     messages: list[ChatMessage] = list(prompt)
     for index in range(len(messages) - 1, -1, -1):

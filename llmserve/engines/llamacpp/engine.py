@@ -24,10 +24,13 @@ from llmserve.engines.base import (
     Prompt,
     PromptTooLong,
     Sampling,
+    TokenLogprob,
+    TokenLogprobs,
 )
 from llmserve.engines.llamacpp.loop import DecodeLoop
+from llmserve.engines.llamacpp.scores import token_logprobs
 from llmserve.engines.llamacpp.slots import Request, token_piece_decoder
-from llmserve.engines.render import PromptRenderer
+from llmserve.engines.render import PromptRenderer, RendererTokenizer, check_ids
 from llmserve.harness.metadata import cpu_flags, usable_cores
 
 if TYPE_CHECKING:
@@ -63,7 +66,7 @@ def repack_default(setting: bool | None) -> bool:
     return not flags & {"amx_bf16", "amx_int8", "amx_tile"}
 
 
-class LlamaCppEngine:
+class LlamaCppEngine(RendererTokenizer):
     """An Engine over one llama.cpp context with LLAMACPP_PARALLEL sequence slots."""
 
     def __init__(self, settings: Settings, model_dir: Path) -> None:
@@ -99,6 +102,7 @@ class LlamaCppEngine:
         self.lib, self.model, self.ctx = llama_cpp, model, ctx
         self.n_ctx_seq = llama_cpp.llama_n_ctx(ctx) // self.n_seq
         self.loop = DecodeLoop(llama_cpp, model, ctx, self.n_batch, self.n_seq)
+        self.vocab_size = int(self.loop.n_vocab)
         self.decode_text = token_piece_decoder(llama_cpp, self.loop.vocab)
         description = bytes(256)
         size = llama_cpp.llama_model_desc(model, description, len(description))
@@ -118,6 +122,8 @@ class LlamaCppEngine:
         for index, ids in enumerate(prompt_ids):
             if len(ids) >= self.max_model_len:
                 raise PromptTooLong(index, len(ids), self.max_model_len)
+            check_ids(ids, self.vocab_size, f"prompt[{index}]")  # token-id prompts
+
 
     def _request(
         self, ids: list[int], sampling: Sampling, queue: asyncio.Queue[Delta | BaseException]
@@ -134,7 +140,8 @@ class LlamaCppEngine:
         return Request(
             prompt_ids=ids,
             sampling=sampling,
-            max_tokens=min(sampling.max_tokens, self.max_model_len - len(ids)),
+            # max_tokens 0 (score the prompt only): one token is generated and left out.
+            max_tokens=min(max(sampling.max_tokens, 1), self.max_model_len - len(ids)),
             emit=emit,
             decode_text=self.decode_text,
         )
@@ -163,7 +170,9 @@ class LlamaCppEngine:
         finally:  # closing or cancelling the stream frees the sequence slot
             self.loop.cancel(request)
 
-    async def _collect(self, ids: list[int], sampling: Sampling, marks: dict[str, float]) -> Delta:
+    async def _collect(
+        self, ids: list[int], sampling: Sampling, marks: dict[str, float]
+    ) -> tuple[Delta, Request]:
         queue: asyncio.Queue[Any] = asyncio.Queue()
         text: list[str] = []
         last = Delta("", 0, len(ids))
@@ -176,7 +185,23 @@ class LlamaCppEngine:
                 last = delta
         finally:  # a cancelled generate() frees its sequence slots
             self.loop.cancel(request)
-        return Delta("".join(text), last.output_tokens, len(ids), last.finish_reason)
+        return Delta("".join(text), last.output_tokens, len(ids), last.finish_reason), request
+
+    def _piece(self, token: int) -> str:
+        return self.decode_text([token])
+
+    def _logprobs(self, request: Request) -> tuple[TokenLogprobs | None, TokenLogprobs | None]:
+        """The answer's and the prompt's TokenLogprobs, where the sampling asked for them."""
+        sampling = request.sampling
+        answer = prompt = None
+        if sampling.logprobs is not None:
+            keep = len(request.sample_scores) if sampling.max_tokens else 0
+            answer = token_logprobs(request.sample_scores[:keep], self._piece)
+        if sampling.prompt_logprobs is not None:
+            first = request.prompt_ids[0]
+            prompt = [TokenLogprob(self._piece(first), first, None),
+                      *token_logprobs(request.prompt_scores, self._piece)]  # fmt: skip
+        return answer, prompt
 
     async def generate(
         self, prompts: Sequence[Prompt], sampling: Sampling | None = None
@@ -186,15 +211,20 @@ class LlamaCppEngine:
         self._check(ids)
         marks: dict[str, float] = {}
         start = time.perf_counter()
-        done = await asyncio.gather(*(self._collect(i, sampling, marks) for i in ids))
+        results = await asyncio.gather(*(self._collect(i, sampling, marks) for i in ids))
         end = time.perf_counter()
+        done = [d for d, _ in results]
+        scored_only = sampling.max_tokens == 0  # the one generated token is not the answer
+        pairs = [self._logprobs(r) for _, r in results]
         return Generation(
-            texts=[d.text for d in done],
+            texts=["" if scored_only else d.text for d in done],
             prompt_tokens=[d.prompt_tokens for d in done],
-            completion_tokens=[d.output_tokens for d in done],
-            finish_reasons=[d.finish_reason for d in done],
+            completion_tokens=[0 if scored_only else d.output_tokens for d in done],
+            finish_reasons=["length" if scored_only else d.finish_reason for d in done],
             engine_seconds=end - start,
             ttft_seconds=marks["first"] - start if "first" in marks else None,
+            logprobs=None if sampling.logprobs is None else [a for a, _ in pairs],
+            prompt_logprobs=None if sampling.prompt_logprobs is None else [p for _, p in pairs],
         )
 
     def facts(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import collections
 import threading
 from typing import Any
 
+from llmserve.engines.llamacpp.scores import score
 from llmserve.engines.llamacpp.slots import Request, sampler_chain
 
 
@@ -101,6 +102,7 @@ class DecodeLoop:
         logits came out."""
         batch, n = self.batch, 0
         sample_at: list[tuple[Request, int]] = []
+        score_at: list[tuple[Request, int, int]] = []  # (request, prompt position, index)
 
         def add(token: int, position: int, seq: int, logits: bool) -> None:
             nonlocal n
@@ -116,9 +118,12 @@ class DecodeLoop:
         for request in active:  # then prompt chunks, as much as the batch holds
             if request.prefilling and n < self.n_batch:
                 take = min(self.n_batch - n, len(request.prompt_ids) - request.fed)
+                scored = request.sampling.prompt_logprobs is not None  # echo: every logit
                 for i in range(request.fed, request.fed + take):
                     last = i == len(request.prompt_ids) - 1
-                    add(request.prompt_ids[i], i, request.slot, last)
+                    add(request.prompt_ids[i], i, request.slot, last or scored)
+                    if scored and not last:
+                        score_at.append((request, i, n - 1))
                 request.fed += take
                 if not request.prefilling:
                     sample_at.append((request, n - 1))
@@ -128,11 +133,20 @@ class DecodeLoop:
         status = self.lib.llama_decode(self.ctx, batch)
         if status != 0:
             raise RuntimeError(f"llama_decode returned {status}")
+        for request, position, index in score_at:  # position predicts position + 1
+            k = request.sampling.prompt_logprobs or 0
+            request.prompt_scores.append(score(self.lib, self.ctx, index, self.n_vocab,
+                                               request.prompt_ids[position + 1], k))
         for request, index in sample_at:
             if request.cancelled:  # closed while this step ran: nobody reads its deltas
                 continue
             token = self.lib.llama_sampler_sample(request.sampler, self.ctx, index)
             is_eog = bool(self.lib.llama_vocab_is_eog(self.vocab, token))
+            if request.sampling.logprobs is not None and not (
+                is_eog and not request.sampling.ignore_eos
+            ):  # an end-of-generation token is not part of the answer
+                request.sample_scores.append(score(self.lib, self.ctx, index, self.n_vocab,
+                                                   token, request.sampling.logprobs))
             if request.accept(token, is_eog):
                 with self.wake:
                     self._free(request)

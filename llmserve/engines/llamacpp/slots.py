@@ -63,6 +63,9 @@ class Request:
     output_ids: list[int] = field(default_factory=list)
     sent_chars: int = 0
     sampler: Any = None
+    # Sampling.prompt_logprobs / logprobs: scores of prompt tokens 1.. and of generated ones.
+    prompt_scores: list[Any] = field(default_factory=list)
+    sample_scores: list[Any] = field(default_factory=list)
 
     @property
     def prefilling(self) -> bool:

@@ -24,7 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from llmserve.engines.base import Delta, EngineDead, EngineError, Generation, Prompt, Sampling
+from llmserve.engines.base import (
+    Delta,
+    EngineDead,
+    EngineError,
+    Generation,
+    Prompt,
+    Sampling,
+    Tokens,
+)
 from llmserve.engines.process import wire
 from llmserve.harness.connections import ClientPool
 from llmserve.harness.launch import ServerProcess, free_port
@@ -146,6 +154,27 @@ class ProcessEngine:
             raise self._transport_error(exc) from exc
         finally:
             self._unfinished -= 1
+
+    async def _tokenizer(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        try:
+            async with self.pool.client() as client:
+                response = await (client.get(path) if body is None
+                                  else client.post(path, json=body))  # fmt: skip
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from exc
+        if response.status_code != 200:
+            raise self._refusal(response.status_code, response.content)
+        return response.json()
+
+    async def tokenize(self, prompt: Prompt, add_special_tokens: bool = True) -> Tokens:
+        body = {"prompt": wire.encode_prompt(prompt), "add_special_tokens": add_special_tokens}
+        return Tokens(**await self._tokenizer("/tokenize", body))
+
+    async def detokenize(self, ids: Sequence[int]) -> str:
+        return str((await self._tokenizer("/detokenize", {"ids": list(ids)}))["text"])
+
+    async def tokenizer_info(self) -> dict[str, Any]:
+        return dict(await self._tokenizer("/tokenizer_info"))
 
     def facts(self) -> dict[str, Any]:
         return self._facts

@@ -19,6 +19,7 @@ when its parent does (a pidfd watch), so a SIGKILLed server leaves no engine beh
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from collections.abc import AsyncIterator
@@ -30,14 +31,14 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.requests import ClientDisconnect
 
 from llmserve.engines import load_engine_factory
-from llmserve.engines.base import Engine, EngineDead, EngineError, PromptTooLong
+from llmserve.engines.base import Engine, EngineDead, EngineError, PromptRejected, PromptTooLong
 from llmserve.engines.process import wire
 from llmserve.engines.process.client import KEEPALIVE_S, raise_open_files_limit
 from llmserve.engines.replicas import unfinished
 from llmserve.lifeline import exit_with_parent
 from llmserve.server.routes.guard import ClientGone, engine_failure, guarded
 
-STATUS = {PromptTooLong: 413, EngineDead: 503}
+STATUS = {PromptTooLong: 413, PromptRejected: 400, EngineDead: 503}
 
 
 def error_response(error: EngineError) -> JSONResponse:
@@ -55,6 +56,29 @@ def worker_app(engine: Engine) -> FastAPI:
     @app.get("/facts")
     def facts() -> dict[str, Any]:
         return {**engine.facts(), "pid": os.getpid()}
+
+    @app.post("/tokenize")
+    async def tokenize(request: Request) -> Response:
+        body = await request.json()
+        try:
+            tokens = await engine.tokenize(
+                wire.decode_prompt(body["prompt"]), bool(body["add_special_tokens"])
+            )
+        except EngineError as exc:
+            return error_response(exc)
+        return JSONResponse(dataclasses.asdict(tokens))
+
+    @app.post("/detokenize")
+    async def detokenize(request: Request) -> Response:
+        try:
+            text = await engine.detokenize((await request.json())["ids"])
+        except EngineError as exc:
+            return error_response(exc)
+        return JSONResponse({"text": text})
+
+    @app.get("/tokenizer_info")
+    async def tokenizer_info() -> dict[str, Any]:
+        return await engine.tokenizer_info()
 
     @app.post("/generate")
     async def generate(request: Request) -> Response:

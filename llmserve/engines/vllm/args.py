@@ -147,4 +147,6 @@ def sampling_kwargs(sampling: Sampling) -> dict[str, Any]:
         "stop": list(sampling.stop) or None,
         "ignore_eos": sampling.ignore_eos,
         "seed": sampling.seed,
+        "logprobs": sampling.logprobs,
+        "prompt_logprobs": sampling.prompt_logprobs,
     }

@@ -17,8 +17,9 @@ from llmserve.engines.base import (
     Prompt,
     PromptTooLong,
     Sampling,
+    TokenLogprobs,
 )
-from llmserve.engines.render import PromptRenderer
+from llmserve.engines.render import PromptRenderer, RendererTokenizer, check_ids
 from llmserve.engines.vllm import capabilities
 from llmserve.engines.vllm.args import (
     device_type,
@@ -27,13 +28,14 @@ from llmserve.engines.vllm.args import (
     sampling_kwargs,
 )
 from llmserve.engines.vllm.capabilities import check_servable
+from llmserve.engines.vllm.logprobs import token_logprobs
 from llmserve.engines.vllm.parallel import check_parallel
 from llmserve.settings import Settings
 
 TOKENIZE_CHUNK = 64  # prompts of a list templated and tokenized per step (see generate)
 
 
-class VllmEngine:
+class VllmEngine(RendererTokenizer):
     """One vLLM AsyncLLM: continuous batching, so concurrent calls are never serialized."""
 
     def __init__(self, settings: Settings, model_dir: Path) -> None:
@@ -60,6 +62,7 @@ class VllmEngine:
             AutoTokenizer.from_pretrained(model_dir), settings.system_prompt, settings.raw_prompt
         )
         self.max_model_len = int(self.llm.model_config.max_model_len)
+        self.vocab_size = int(self.llm.model_config.get_vocab_size())
 
     @property
     def dead(self) -> bool:
@@ -82,9 +85,12 @@ class VllmEngine:
 
         base = sampling_kwargs(sampling)
         kind = RequestOutputKind.DELTA if delta else RequestOutputKind.FINAL_ONLY
+        # max_tokens 0 (score the prompt only): vLLM generates at least one token; generate
+        # one and leave it out of the answer (generate() drops it).
+        wanted = max(sampling.max_tokens, 1)
 
         def params(prompt_ids: list[int]) -> Any:
-            limit = min(sampling.max_tokens, self.max_model_len - len(prompt_ids))
+            limit = min(wanted, self.max_model_len - len(prompt_ids))
             return SamplingParams(**base, max_tokens=limit, output_kind=kind)
 
         return params
@@ -92,6 +98,25 @@ class VllmEngine:
     def _check_length(self, index: int, prompt_ids: list[int]) -> None:
         if len(prompt_ids) >= self.max_model_len:
             raise PromptTooLong(index, len(prompt_ids), self.max_model_len)
+        check_ids(prompt_ids, self.vocab_size, f"prompt[{index}]")  # token-id prompts
+
+    def _decode(self, token_id: int) -> str:
+        return str(self.renderer.tokenizer.decode([token_id]))
+
+    def _logprobs(self, output: Any, sampling: Sampling) -> tuple[Any, Any]:
+        """The answer's and the prompt's TokenLogprobs, where `sampling` asked for them."""
+        completion = output.outputs[0]
+        keep = len(completion.token_ids) if sampling.max_tokens else 0
+        answer: TokenLogprobs | None = None
+        prompt: TokenLogprobs | None = None
+        if sampling.logprobs is not None:
+            ids = list(completion.token_ids)[:keep]
+            answer = token_logprobs(ids, completion.logprobs or [], self._decode)
+        if sampling.prompt_logprobs is not None:
+            ids = list(output.prompt_token_ids or ())
+            prompt = token_logprobs(ids, output.prompt_logprobs or [None] * len(ids),
+                                    self._decode)  # fmt: skip
+        return answer, prompt
 
     def _raise_if_dead(self, error: Exception) -> None:
         """A request failed: if the engine died, say so (EngineDead, the app's 503)."""
@@ -133,13 +158,21 @@ class VllmEngine:
             raise
         seconds = time.perf_counter() - start
         latencies = [o.metrics.first_token_latency for o in outputs if o.metrics is not None]
+        scored_only = sampling.max_tokens == 0  # the one generated token is not the answer
+        pairs = [self._logprobs(o, sampling) for o in outputs]
         return Generation(
-            texts=[o.outputs[0].text for o in outputs],
+            texts=["" if scored_only else o.outputs[0].text for o in outputs],
             prompt_tokens=[len(o.prompt_token_ids or ()) for o in outputs],
-            completion_tokens=[len(o.outputs[0].token_ids) for o in outputs],
-            finish_reasons=[o.outputs[0].finish_reason for o in outputs],
+            completion_tokens=[
+                0 if scored_only else len(o.outputs[0].token_ids) for o in outputs
+            ],
+            finish_reasons=[
+                "length" if scored_only else o.outputs[0].finish_reason for o in outputs
+            ],
             engine_seconds=seconds,
             ttft_seconds=min(latencies) if latencies else None,
+            logprobs=None if sampling.logprobs is None else [a for a, _ in pairs],
+            prompt_logprobs=None if sampling.prompt_logprobs is None else [p for _, p in pairs],
         )
 
     async def _one(self, prompt_ids: list[int], params: Any, lora: Any) -> Any:

@@ -65,8 +65,12 @@ class OpenAIError(Exception):
         self.status, self.param, self.code = status, param, code
 
 
+# vLLM's tokenizer endpoints sit beside /v1 and answer errors in OpenAI's shape too.
+TOKENIZER_PATHS = ("/tokenize", "/detokenize", "/tokenizer_info")
+
+
 def is_openai_path(path: str) -> bool:
-    return path.startswith(PREFIX) or path == PREFIX.rstrip("/")
+    return path.startswith(PREFIX) or path == PREFIX.rstrip("/") or path in TOKENIZER_PATHS
 
 
 def error_body(

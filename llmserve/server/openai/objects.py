@@ -8,7 +8,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmserve.engines.base import Generation
+from llmserve.engines.base import Generation, TokenLogprobs
+from llmserve.server.openai import logprobs as shapes
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
@@ -41,23 +42,45 @@ class Answer:
         return {"id": self.id, "object": kind, "created": self.created, "model": self.model,
                 "choices": choices}  # fmt: skip
 
-    def complete(self, result: Generation) -> dict[str, Any]:
-        """The whole answer: chat.completion (one choice) or text_completion (one per prompt)."""
+    def complete(
+        self,
+        result: Generation,
+        echo: list[str] | None = None,
+        logprobs: bool = False,
+        top_logprobs: int = 0,
+    ) -> dict[str, Any]:
+        """The whole answer: chat.completion (one choice) or text_completion (one per prompt).
+        Completions: `echo`, the prompts' texts put before the answers (with their tokens'
+        logprobs first in `logprobs`, which asks for the legacy logprobs object). Chat:
+        `logprobs` asks for chat's logprobs object with `top_logprobs` alternatives."""
         if self.chat:
             choices = [
                 {"index": 0, "message": {"role": "assistant", "content": result.texts[0]},
-                 "logprobs": None, "finish_reason": result.finish_reasons[0] or "stop"}
+                 "logprobs": shapes.chat(self._tokens(result, 0, False), top_logprobs)
+                 if logprobs else None,
+                 "finish_reason": result.finish_reasons[0] or "stop"}
             ]  # fmt: skip
             body = self._object("chat.completion", choices)
         else:
             choices = [
-                {"index": i, "text": text, "logprobs": None, "finish_reason": reason or "stop"}
+                {"index": i, "text": (echo[i] if echo else "") + text,
+                 "logprobs": shapes.legacy(self._tokens(result, i, echo is not None))
+                 if logprobs else None,
+                 "finish_reason": reason or "stop"}
                 for i, (text, reason) in enumerate(
                     zip(result.texts, result.finish_reasons, strict=True)
                 )
-            ]
+            ]  # fmt: skip
             body = self._object("text_completion", choices)
         return {**body, "usage": generation_usage(result)}
+
+    @staticmethod
+    def _tokens(result: Generation, index: int, echo: bool) -> TokenLogprobs:
+        """The tokens a completion choice's logprobs list: the echoed prompt's, then the
+        answer's."""
+        prompt = result.prompt_logprobs[index] if echo and result.prompt_logprobs else None
+        answer = result.logprobs[index] if result.logprobs else None
+        return [*(prompt or []), *(answer or [])]
 
     def chunk(
         self, text: str | None = None, finish_reason: str | None = None, role: bool = False

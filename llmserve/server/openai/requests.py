@@ -4,8 +4,8 @@ Strict types (no "0.5" for a number, no 1 for a boolean, no 1.5 for an integer; 
 the integer 604, as JSON Schema counts it and as schemathesis sends it), finite
 numbers, OpenAI's ranges. Fields OpenAI clients send that do not change the answer (user,
 metadata, ...) and fields unknown here are ignored; those that would change it and are not
-supported (n > 1, echo, logprobs, best_of > 1) are refused by name, as is text no tokenizer
-accepts (an unpaired surrogate).
+supported (n > 1, logprobs or echo with stream, best_of > 1) are refused by
+name, as is text no tokenizer accepts (an unpaired surrogate).
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ MAX_STOP = 16  # stop strings a request may carry (OpenAI allows 4; vLLM has no 
 # The largest seed: the largest integer a JSON number holds exactly (a client that writes
 # 2**63-1 as a double sends 2**63, one past what torch.Generator.manual_seed takes).
 MAX_SEED = 2**53 - 1
+# The most alternatives per token `logprobs` asks for: vLLM's default max_logprobs (20),
+# above which its engine refuses the request.
+MAX_LOGPROBS = 20
 
 
 def _tokenizable(text: str) -> str:
@@ -45,10 +48,15 @@ AtLeast1 = Annotated[int, Field(ge=1), Integral]
 Text = Annotated[str, AfterValidator(_tokenizable)]
 StopText = Annotated[str, Field(min_length=1), AfterValidator(_tokenizable)]
 PromptText = StopText  # an empty raw prompt has no token for the model to read
+TokenId = Annotated[int, Field(ge=0)]
+IdPrompt = Annotated[list[TokenId], Field(min_length=1)]  # a tokenized prompt (lm-eval's)
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    def unsupported(self) -> None:
+        """OpenAIError for a field whose value is valid but not served (none here)."""
 
 
 class TextPart(Strict):
@@ -116,6 +124,10 @@ class Common(Strict):
 
     def sampling(self, defaults: Sampling, max_model_len: int) -> Sampling:
         """The service's defaults with this request's values on top."""
+        return defaults.replace(**self.changes(max_model_len))
+
+    def changes(self, max_model_len: int) -> dict[str, Any]:
+        """The Sampling fields this request sets."""
         changes: dict[str, Any] = {}
         limit = self.output_limit()
         if limit is not None:  # more than MAX_MODEL_LEN can never be generated
@@ -131,14 +143,14 @@ class Common(Strict):
             changes["top_k"] = max(self.top_k, 0)
         if self.stop is not None:
             changes["stop"] = [self.stop] if isinstance(self.stop, str) else self.stop
-        return defaults.replace(**changes)
+        return changes
 
     @property
     def include_usage(self) -> bool:
         return self.stream_options is not None and self.stream_options.include_usage
 
 
-R = TypeVar("R", bound=Common)
+R = TypeVar("R", bound=Strict)
 
 
 class ChatRequest(Common):
@@ -148,15 +160,25 @@ class ChatRequest(Common):
     max_completion_tokens: AtLeast1 | None = Field(
         None, description="OpenAI's newer name for max_tokens; wins over it."
     )
-    logprobs: bool | None = Field(None, description="Not served: true is a 400.")
+    logprobs: bool | None = Field(None, description="Each answer token's logprob.")
+    top_logprobs: Annotated[int, Field(ge=0, le=MAX_LOGPROBS), Integral] | None = Field(
+        None, description="With logprobs: the K most likely tokens at each position."
+    )
 
     def output_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
 
     def unsupported(self) -> None:
         super().unsupported()
-        if self.logprobs:
-            raise OpenAIError(400, "logprobs is not supported", "logprobs")
+        if self.top_logprobs is not None and not self.logprobs:
+            raise OpenAIError(400, "top_logprobs needs logprobs=true", "top_logprobs")
+        if self.logprobs and self.stream:
+            raise OpenAIError(400, "logprobs=true is not supported with stream=true",
+                              "logprobs")  # fmt: skip
+
+    def changes(self, max_model_len: int) -> dict[str, Any]:
+        logprobs = (self.top_logprobs or 0) if self.logprobs else None
+        return {**super().changes(max_model_len), "logprobs": logprobs}
 
     def conversation(self) -> list[ChatMessage]:
         return [message.chat_message() for message in self.messages]
@@ -165,25 +187,52 @@ class ChatRequest(Common):
 class CompletionRequest(Common):
     """POST /v1/completions: the prompt is sent as it is, without the chat template."""
 
-    prompt: PromptText | Annotated[list[PromptText], Field(min_length=1)]
-    echo: bool | None = Field(None, description="Not served: true is a 400.")
-    logprobs: Annotated[int, Field(ge=0), Integral] | None = Field(
-        None, description="Not served: above 0 is a 400."
+    prompt: (
+        PromptText
+        | Annotated[list[PromptText], Field(min_length=1)]
+        | IdPrompt
+        | Annotated[list[IdPrompt], Field(min_length=1)]
+    ) = Field(description="A text, texts, token ids, or lists of token ids.")
+    max_tokens: Annotated[int, Field(ge=0), Integral] | None = Field(
+        None, description="Output tokens at most; 0 (with echo) scores the prompt only."
+    )
+    echo: bool | None = Field(
+        None, description="The prompt before the answer (with its tokens' logprobs)."
+    )
+    logprobs: Annotated[int, Field(ge=0, le=MAX_LOGPROBS), Integral] | None = Field(
+        None, description="Each token's logprob and its K most likely alternatives."
     )
     best_of: AtLeast1 | None = Field(None, description="Only 1 is served: more is a 400.")
 
     def unsupported(self) -> None:
         super().unsupported()
-        if self.echo:
-            raise OpenAIError(400, "echo is not supported", "echo")
         if self.best_of is not None and self.best_of > 1:
             raise OpenAIError(400, f"best_of={self.best_of} is not supported", "best_of")
-        if self.logprobs:
-            raise OpenAIError(400, "logprobs is not supported", "logprobs")
+        if self.max_tokens == 0 and not self.echo:
+            raise OpenAIError(400, "max_tokens=0 needs echo=true (it scores the prompt only)",
+                              "max_tokens")  # fmt: skip
+        if self.stream and self.echo:
+            raise OpenAIError(400, "echo=true is not supported with stream=true", "echo")
+        if self.stream and self.logprobs is not None:
+            raise OpenAIError(400, f"logprobs={self.logprobs} is not supported with "
+                              "stream=true", "logprobs")  # fmt: skip
+
+    def changes(self, max_model_len: int) -> dict[str, Any]:
+        """Echo asks the engine for the prompt's tokens (their texts make the echoed text
+        of a token-id prompt) with `logprobs` alternatives, as vLLM's echo does."""
+        prompt_logprobs = (self.logprobs or 0) if self.echo else None
+        return {**super().changes(max_model_len), "logprobs": self.logprobs,
+                "prompt_logprobs": prompt_logprobs}  # fmt: skip
 
     @property
-    def prompts(self) -> list[str]:
-        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+    def prompts(self) -> list[str] | list[list[int]]:
+        """The prompts as a list: texts, or token-id lists."""
+        prompt = self.prompt
+        if isinstance(prompt, str):
+            return [prompt]
+        if prompt and isinstance(prompt[0], int):
+            return [prompt]  # type: ignore[list-item]
+        return list(prompt)  # type: ignore[arg-type]
 
 
 # Pydantic's names for the member of a union an error is about: left out of a field's path.

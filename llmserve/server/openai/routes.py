@@ -18,7 +18,15 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from llmserve.engines.base import Delta, Engine, Prompt, RawText, Sampling
+from llmserve.engines.base import (
+    Delta,
+    Engine,
+    Generation,
+    Prompt,
+    RawText,
+    Sampling,
+    TokenIds,
+)
 from llmserve.server.openai.auth import require_key
 from llmserve.server.openai.errors import OpenAIError, openai_error
 from llmserve.server.openai.models import (
@@ -72,7 +80,9 @@ async def completions(request: Request, service: ServiceDep, engine: EngineDep) 
         )  # fmt: skip
     if body.stream and isinstance(body.prompt, list):  # as the schema says, even for one item
         raise OpenAIError(400, "stream=true takes one prompt string, not a list", "stream")
-    prompts: list[Prompt] = [RawText(text) for text in body.prompts]
+    prompts: list[Prompt] = [
+        RawText(p) if isinstance(p, str) else TokenIds(tuple(p)) for p in body.prompts
+    ]
     return await respond(request, service, engine, body, answer, prompts)
 
 
@@ -106,7 +116,25 @@ async def respond(
         return Response(status_code=CLIENT_CLOSED)
     except TimedOut as exc:
         return openai_error(504, str(exc))
-    return JSONResponse(answer.complete(result), headers=timing_headers(result))
+    return JSONResponse(complete(answer, body, prompts, result), headers=timing_headers(result))
+
+
+def complete(answer: Answer, body: Common, prompts: list[Prompt], result: Generation) -> Any:
+    """The whole answer; completions with echo put each prompt's text before its answer (a
+    token-id prompt's text is its tokens' texts, as the engine decoded them)."""
+    if isinstance(body, ChatRequest):
+        return answer.complete(result, logprobs=bool(body.logprobs),
+                               top_logprobs=body.top_logprobs or 0)  # fmt: skip
+    if not isinstance(body, CompletionRequest):
+        return answer.complete(result)
+    echo: list[str] | None = None
+    if body.echo:
+        rows = result.prompt_logprobs or [None] * len(prompts)
+        echo = [
+            p.text if isinstance(p, RawText) else "".join(t.token for t in row or [])
+            for p, row in zip(prompts, rows, strict=True)
+        ]
+    return answer.complete(result, echo, logprobs=body.logprobs is not None)
 
 
 async def start_stream(
