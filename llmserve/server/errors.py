@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmserve.engines.base import EngineDead, PromptTooLong
+from llmserve.engines.structured import StructuredRefused
 from llmserve.server.openai.errors import OpenAIError, is_openai_path, openai_error
 from llmserve.server.schema import BadRequest
 from llmserve.server.state import EngineUnavailable, Service
@@ -97,6 +98,13 @@ async def prompt_too_long(request: Request, exc: Exception) -> JSONResponse:
     return error(413, str(exc))
 
 
+async def structured_refused(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StructuredRefused)
+    if is_openai_path(request.url.path):
+        return openai_error(400, str(exc), exc.param.split(".")[0].split("[")[0])
+    return error(400, str(exc))
+
+
 async def engine_unavailable(request: Request, exc: Exception) -> JSONResponse:
     return respond(request, 503, str(exc))
 
@@ -154,5 +162,6 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(BadRequest, bad_request)
     app.add_exception_handler(OpenAIError, openai_request_error)
     app.add_exception_handler(PromptTooLong, prompt_too_long)
+    app.add_exception_handler(StructuredRefused, structured_refused)
     app.add_exception_handler(EngineUnavailable, engine_unavailable)
     app.add_exception_handler(EngineDead, engine_dead)

@@ -20,6 +20,7 @@ from llmserve.engines.base import (
     RawText,
     Sampling,
 )
+from llmserve.engines.structured import StructuredRefused
 
 
 def encode_prompt(prompt: Prompt) -> Any:
@@ -61,6 +62,9 @@ def encode_error(error: EngineError) -> dict[str, Any]:
     if isinstance(error, PromptTooLong):
         return {"error": "prompt_too_long", "index": error.index, "tokens": error.tokens,
                 "limit": error.limit}  # fmt: skip
+    if isinstance(error, StructuredRefused):
+        return {"error": "structured_refused", "param": error.param,
+                "message": str(error).removeprefix(f"{error.param}: ")}  # fmt: skip
     kind = "engine_dead" if isinstance(error, EngineDead) else "engine_error"
     return {"error": kind, "message": str(error)}
 
@@ -69,6 +73,8 @@ def decode_error(value: dict[str, Any]) -> EngineError:
     kind = value.get("error")
     if kind == "prompt_too_long":
         return PromptTooLong(value["index"], value["tokens"], value["limit"])
+    if kind == "structured_refused":
+        return StructuredRefused(str(value["param"]), str(value["message"]))
     if kind == "engine_dead":
         return EngineDead(str(value.get("message")))
     return EngineError(str(value.get("message", value)))

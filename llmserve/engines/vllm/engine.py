@@ -28,6 +28,7 @@ from llmserve.engines.vllm.args import (
 )
 from llmserve.engines.vllm.capabilities import check_servable
 from llmserve.engines.vllm.parallel import check_parallel
+from llmserve.engines.vllm.structured import refusal, structured_params
 from llmserve.settings import Settings
 
 TOKENIZE_CHUNK = 64  # prompts of a list templated and tokenized per step (see generate)
@@ -80,7 +81,7 @@ class VllmEngine:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
-        base = sampling_kwargs(sampling)
+        base = {**sampling_kwargs(sampling), **structured_params(sampling.structured)}
         kind = RequestOutputKind.DELTA if delta else RequestOutputKind.FINAL_ONLY
 
         def params(prompt_ids: list[int]) -> Any:
@@ -130,6 +131,9 @@ class VllmEngine:
                 task.cancel()  # what entered the engine (vLLM aborts a cancelled request)
             if isinstance(error, Exception):
                 self._raise_if_dead(error)
+                refused = refusal(sampling.structured, error)
+                if refused is not None:
+                    raise refused from error
             raise
         seconds = time.perf_counter() - start
         latencies = [o.metrics.first_token_latency for o in outputs if o.metrics is not None]
@@ -185,6 +189,9 @@ class VllmEngine:
                     )
         except Exception as error:
             self._raise_if_dead(error)
+            refused = refusal(sampling.structured, error)
+            if refused is not None:
+                raise refused from error
             raise
 
     def facts(self) -> dict[str, Any]:

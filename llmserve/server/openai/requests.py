@@ -15,7 +15,11 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from llmserve.engines.base import ChatMessage, Sampling
+from llmserve.engines.structured import StructuredSpec
 from llmserve.server.openai.errors import OpenAIError
+from llmserve.server.openai.refused import RefusedChat, RefusedCompletion
+from llmserve.server.openai.structured import StructuredFields
+from llmserve.server.openai.tools import ToolFields, ToolMode
 from llmserve.server.schema import SURROGATE, BadRequest, load_json
 
 MAX_STOP = 16  # stop strings a request may carry (OpenAI allows 4; vLLM has no limit)
@@ -141,7 +145,7 @@ class Common(Strict):
 R = TypeVar("R", bound=Common)
 
 
-class ChatRequest(Common):
+class ChatRequest(Common, StructuredFields, ToolFields, RefusedChat):
     """POST /v1/chat/completions."""
 
     messages: list[Message] = Field(min_length=1)
@@ -157,12 +161,22 @@ class ChatRequest(Common):
         super().unsupported()
         if self.logprobs:
             raise OpenAIError(400, "logprobs is not supported", "logprobs")
+        self.refuse()
+        self.constraint()
+
+    def constraint(self) -> tuple[StructuredSpec | None, ToolMode | None]:
+        """The answer's structured-output constraint, and the tools mode it comes from."""
+        mode, spec = self.tool_mode(), self.structured_spec()
+        if mode is not None and spec is not None:
+            raise OpenAIError(400, "a tool call cannot also take response_format or "
+                              "structured_outputs", "tool_choice")  # fmt: skip
+        return (mode.spec, mode) if mode is not None else (spec, None)
 
     def conversation(self) -> list[ChatMessage]:
         return [message.chat_message() for message in self.messages]
 
 
-class CompletionRequest(Common):
+class CompletionRequest(Common, StructuredFields, RefusedCompletion):
     """POST /v1/completions: the prompt is sent as it is, without the chat template."""
 
     prompt: PromptText | Annotated[list[PromptText], Field(min_length=1)]
@@ -180,6 +194,8 @@ class CompletionRequest(Common):
             raise OpenAIError(400, f"best_of={self.best_of} is not supported", "best_of")
         if self.logprobs:
             raise OpenAIError(400, "logprobs is not supported", "logprobs")
+        self.refuse()
+        self.structured_spec()
 
     @property
     def prompts(self) -> list[str]:

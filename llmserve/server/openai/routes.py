@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from llmserve.engines.base import Delta, Engine, Prompt, RawText, Sampling
+from llmserve.engines.structured import StructuredSpec
 from llmserve.server.openai.auth import require_key
 from llmserve.server.openai.errors import OpenAIError, openai_error
 from llmserve.server.openai.models import (
@@ -30,6 +31,7 @@ from llmserve.server.openai.models import (
 from llmserve.server.openai.objects import Answer
 from llmserve.server.openai.requests import ChatRequest, Common, CompletionRequest, parse_body
 from llmserve.server.openai.streaming import EventStream, close, events, first_delta
+from llmserve.server.openai.tools import ToolAnswer
 from llmserve.server.routes.guard import (
     CLIENT_CLOSED,
     RETRY_AFTER_S,
@@ -56,8 +58,9 @@ async def list_models(service: ServiceDep) -> dict[str, Any]:
 @router.post("/chat/completions")
 async def chat_completions(request: Request, service: ServiceDep, engine: EngineDep) -> Response:
     body = parse_body(await request.body(), ChatRequest)
-    answer = Answer(check_model(service, body.model), chat=True)
-    return await respond(request, service, engine, body, answer, [body.conversation()])
+    spec, mode = body.constraint()
+    answer = ToolAnswer(check_model(service, body.model), chat=True, mode=mode)
+    return await respond(request, service, engine, body, answer, [body.conversation()], spec)
 
 
 @router.post("/completions")
@@ -73,7 +76,7 @@ async def completions(request: Request, service: ServiceDep, engine: EngineDep) 
     if body.stream and isinstance(body.prompt, list):  # as the schema says, even for one item
         raise OpenAIError(400, "stream=true takes one prompt string, not a list", "stream")
     prompts: list[Prompt] = [RawText(text) for text in body.prompts]
-    return await respond(request, service, engine, body, answer, prompts)
+    return await respond(request, service, engine, body, answer, prompts, body.structured_spec())
 
 
 async def respond(
@@ -83,10 +86,13 @@ async def respond(
     body: Common,
     answer: Answer,
     prompts: list[Prompt],
+    structured: StructuredSpec | None = None,
 ) -> Response:
     """Generate `prompts` (admitted, guarded) and answer whole or as a stream."""
     sampling = body.sampling(service.sampling, service.settings.max_model_len)
-    sampling = sampling.replace(adapter=adapter_for(service, answer.model))
+    sampling = sampling.replace(
+        adapter=adapter_for(service, answer.model), structured=structured
+    )
     timeout = service.settings.request_timeout
     try:
         with ExitStack() as admission:
