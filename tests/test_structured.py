@@ -50,21 +50,27 @@ class City(BaseModel):
 
 
 @pytest.fixture
+def model(any_server: Server) -> str:
+    with any_server.client() as http:
+        return str(http.get("/info").json()["model"])
+
+
+@pytest.fixture
 def sdk(any_server: Server) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=f"{any_server.url}/v1", api_key="EMPTY", max_retries=0,
                        timeout=300) as client:  # fmt: skip
         yield client
 
 
-def test_parse_with_a_pydantic_model(sdk: openai.OpenAI) -> None:
+def test_parse_with_a_pydantic_model(sdk: openai.OpenAI, model: str) -> None:
     completion = sdk.chat.completions.parse(
-        model="", messages=ASK, response_format=City, max_tokens=96  # type: ignore[arg-type]
+        model=model, messages=ASK, response_format=City, max_tokens=96  # type: ignore[arg-type]
     )
     city = completion.choices[0].message.parsed
     assert isinstance(city, City)  # parsed and validated by the SDK: a constrained answer
 
 
-def test_json_schema_nested_and_array_validate(sdk: openai.OpenAI) -> None:
+def test_json_schema_nested_and_array_validate(sdk: openai.OpenAI, model: str) -> None:
     schema = {
         "type": "object",
         "properties": {
@@ -76,16 +82,16 @@ def test_json_schema_nested_and_array_validate(sdk: openai.OpenAI) -> None:
         "required": ["tags", "where"],
     }  # fmt: skip
     answer = sdk.chat.completions.create(
-        model="", messages=ASK, max_tokens=96,
+        model=model, messages=ASK, max_tokens=96,
         response_format={"type": "json_schema",
                          "json_schema": {"name": "t", "schema": schema, "strict": True}},
     )  # fmt: skip
     jsonschema.validate(json.loads(answer.choices[0].message.content or ""), schema)
 
 
-def test_json_object(sdk: openai.OpenAI) -> None:
+def test_json_object(sdk: openai.OpenAI, model: str) -> None:
     answer = sdk.chat.completions.create(
-        model="", messages=ASK, max_tokens=64, response_format={"type": "json_object"}
+        model=model, messages=ASK, max_tokens=64, response_format={"type": "json_object"}
     )
     choice = answer.choices[0]
     if choice.finish_reason == "stop":  # cut at max_tokens, a JSON object is unfinished
@@ -101,9 +107,9 @@ def test_choice_extension(any_server: Server) -> None:
     assert body["choices"][0]["message"]["content"] in ("yes", "no")
 
 
-def test_named_tool_call(sdk: openai.OpenAI) -> None:
+def test_named_tool_call(sdk: openai.OpenAI, model: str) -> None:
     answer = sdk.chat.completions.create(
-        model="", messages=[{"role": "user", "content": "Weather in Rome?"}], max_tokens=64,
+        model=model, messages=[{"role": "user", "content": "Weather in Rome?"}], max_tokens=64,
         tools=[WEATHER, TIME],  # type: ignore[list-item]
         tool_choice={"type": "function", "function": {"name": "get_weather"}},
     )  # fmt: skip
@@ -113,9 +119,9 @@ def test_named_tool_call(sdk: openai.OpenAI) -> None:
     jsonschema.validate(arguments, WEATHER["function"]["parameters"])  # type: ignore[index]
 
 
-def test_required_with_two_tools(sdk: openai.OpenAI) -> None:
+def test_required_with_two_tools(sdk: openai.OpenAI, model: str) -> None:
     answer = sdk.chat.completions.create(
-        model="", messages=[{"role": "user", "content": "Time in Tokyo?"}], max_tokens=96,
+        model=model, messages=[{"role": "user", "content": "Time in Tokyo?"}], max_tokens=96,
         tools=[WEATHER, TIME], tool_choice="required",  # type: ignore[list-item]
     )  # fmt: skip
     choice = answer.choices[0]
@@ -127,9 +133,9 @@ def test_required_with_two_tools(sdk: openai.OpenAI) -> None:
     assert choice.message.tool_calls
 
 
-def test_named_tool_call_streamed(sdk: openai.OpenAI) -> None:
+def test_named_tool_call_streamed(sdk: openai.OpenAI, model: str) -> None:
     stream = sdk.chat.completions.create(
-        model="", messages=[{"role": "user", "content": "Weather in Rome?"}], max_tokens=64,
+        model=model, messages=[{"role": "user", "content": "Weather in Rome?"}], max_tokens=64,
         tools=[WEATHER], tool_choice={"type": "function", "function": {"name": "get_weather"}},
         stream=True,  # type: ignore[list-item]
     )  # fmt: skip
@@ -144,9 +150,9 @@ def test_named_tool_call_streamed(sdk: openai.OpenAI) -> None:
     jsonschema.validate(json.loads("".join(arguments)), WEATHER["function"]["parameters"])  # type: ignore[index]
 
 
-def test_auto_tool_choice_is_refused(sdk: openai.OpenAI) -> None:
+def test_auto_tool_choice_is_refused(sdk: openai.OpenAI, model: str) -> None:
     with pytest.raises(openai.BadRequestError, match="tool parser"):
-        sdk.chat.completions.create(model="", messages=ASK, tools=[WEATHER])  # type: ignore[list-item]
+        sdk.chat.completions.create(model=model, messages=ASK, tools=[WEATHER])  # type: ignore[list-item]
 
 
 def test_a_schema_the_backend_refuses_is_a_400_naming_it(any_server: Server) -> None:
@@ -161,11 +167,11 @@ def test_a_schema_the_backend_refuses_is_a_400_naming_it(any_server: Server) -> 
         assert http.get("/").status_code == 200  # the engine lives on
 
 
-def test_sdk_sees_the_refusal(sdk: openai.OpenAI) -> None:
+def test_sdk_sees_the_refusal(sdk: openai.OpenAI, model: str) -> None:
     bad = {"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}}
     with pytest.raises(openai.BadRequestError, match=r"response_format\.json_schema\.schema"):
         sdk.chat.completions.create(
-            model="", messages=ASK, max_tokens=8,
+            model=model, messages=ASK, max_tokens=8,
             response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": bad}},
         )  # fmt: skip
 

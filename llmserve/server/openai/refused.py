@@ -20,18 +20,19 @@ NO_EFFECT = frozenset({
 })  # fmt: skip
 
 
-def _asks(value: Any) -> bool:
-    """Whether a refused field's value asks for something (null, {}, [] and 0 do not)."""
-    return value not in (None, {}, [], 0, "", False)
+def _asks(name: str, value: Any) -> bool:
+    """Whether a refused field's value asks for something: null never does, nor what
+    OpenAI treats as the default (no bias, no top logprobs, text only, no functions)."""
+    benign = {"logit_bias": {}, "top_logprobs": 0, "modalities": ["text"], "functions": [],
+              "suffix": ""}  # fmt: skip
+    return value is not None and not (name in benign and value == benign[name])
 
 
 class Refusing(Strict):
     def refuse(self) -> None:
         for name in type(self).refused_fields():
             value = getattr(self, name)
-            if name == "modalities" and value == ["text"]:
-                continue
-            if _asks(value):
+            if _asks(name, value):
                 raise OpenAIError(400, f"{name} is not supported (got {_shown(value)})", name)
 
     @classmethod
