@@ -4,7 +4,6 @@ tests/conftest.py: vLLM and llama.cpp, the real model, real HTTP) with the opena
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Literal
 
 import httpx
@@ -13,9 +12,11 @@ import openai
 import pytest
 from pydantic import BaseModel
 
+from tests import test_openai_sdk
 from tests.conftest import Server
 
 pytestmark = pytest.mark.engine
+model, sdk = test_openai_sdk.model, test_openai_sdk.sdk  # its fixtures, reused
 
 ASK = [{"role": "user", "content": "Describe the city of Paris as JSON."}]
 WEATHER = {
@@ -47,19 +48,6 @@ class City(BaseModel):
     name: str
     country: str
     rank: Literal["small", "big"]
-
-
-@pytest.fixture
-def model(any_server: Server) -> str:
-    with any_server.client() as http:
-        return str(http.get("/info").json()["model"])
-
-
-@pytest.fixture
-def sdk(any_server: Server) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{any_server.url}/v1", api_key="EMPTY", max_retries=0,
-                       timeout=300) as client:  # fmt: skip
-        yield client
 
 
 def test_parse_with_a_pydantic_model(sdk: openai.OpenAI, model: str) -> None:
