@@ -52,8 +52,9 @@ TOPICS = ["Paris", "a rainy day", "the moon", "coffee", "a bicycle", "Tokyo", "w
 ASKS = {"nested": "Give a person who lives in {} as JSON with name and address.",
         "enum": "Rate the feeling of {} as JSON.",
         "array": "List things related to {} as JSON."}  # fmt: skip
-ENV = {"DTYPE": "float32", "MAX_MODEL_LEN": "1024", "MAX_NEW_TOKENS": "128",
-       "MAX_BATCH_PROMPTS": "64", "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"}  # fmt: skip
+ENV = {"DTYPE": "float32", "ENFORCE_EAGER": "1", "MAX_MODEL_LEN": "1024", "MAX_NEW_TOKENS": "128",
+       "MAX_BATCH_PROMPTS": "64", "GPU_MEMORY_UTILIZATION": "0.2", "HF_HUB_OFFLINE": "1",
+       "VLLM_NO_USAGE_STATS": "1"}  # fmt: skip
 ENGINE_ENV = {"vllm": {}, "llamacpp": {"ENGINE": "llamacpp", "LLAMACPP_PARALLEL": "8"}}
 
 
