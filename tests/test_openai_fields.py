@@ -129,3 +129,5 @@ def test_tool_choice_auto_and_unknown_names_are_refused(
         assert "yaml" in assert_openai_error(_post(http, True, bad), 400, "response_format")
         both = {"structured_outputs": {"regex": "a", "choice": ["a"]}}
         assert_openai_error(_post(http, True, both), 400, "structured_outputs")
+        both = {"structured_outputs": {"regex": "a"}, "response_format": {"type": "json_object"}}
+        assert_openai_error(_post(http, True, both), 400, "structured_outputs")

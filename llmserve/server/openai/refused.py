@@ -70,3 +70,20 @@ class RefusedCompletion(Refusing):
 
     logit_bias: dict[str, Any] | None = Field(None, description="Not served: a 400 unless {}.")
     suffix: Any = Field(None, description="Not served: a 400.")
+
+
+NULL: dict[str, Any] = {"type": "null"}
+# The OpenAPI description of each refused field: what is served (null, or OpenAI's default),
+# so that a body the schema allows is one the server answers (tests/test_fuzz.py).
+SERVED: dict[str, dict[str, Any]] = {
+    "logit_bias": {"anyOf": [{"type": "object", "maxProperties": 0}, NULL]},
+    "top_logprobs": {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 0}, NULL]},
+    "modalities": {
+        "anyOf": [{"type": "array", "items": {"enum": ["text"]}, "minItems": 1, "maxItems": 1},
+                  NULL]
+    },
+}
+
+
+def served_schemas(names: list[str]) -> dict[str, dict[str, Any]]:
+    return {name: SERVED.get(name, {"anyOf": [NULL]}) for name in names}

@@ -90,11 +90,12 @@ def _structured_outputs(value: StructuredOutputs | None) -> StructuredSpec | Non
         return None
     names = ("json", "regex", "choice", "grammar", "json_object", "structural_tag")
     given = [n for n in names if getattr(value, "json_" if n == "json" else n) not in (None, False)]
-    if len(given) != 1:
+    if not given:  # {} or only nulls: no constraint asked for
+        return None
+    if len(given) > 1:
         raise OpenAIError(
-            400, f"structured_outputs takes exactly one constraint, got {given or 'none'}",
-            "structured_outputs",
-        )  # fmt: skip
+            400, f"structured_outputs takes one constraint, got {given}", "structured_outputs"
+        )
     (name,) = given
     param = f"structured_outputs.{name}"
     if name == "structural_tag":
@@ -102,9 +103,42 @@ def _structured_outputs(value: StructuredOutputs | None) -> StructuredSpec | Non
     if name == "json":
         raw = value.json_
         text = raw if isinstance(raw, str) else json.dumps(raw)
+        try:
+            if not isinstance(json.loads(text), dict):
+                raise ValueError("not an object")
+        except ValueError:
+            raise OpenAIError(400, f"{param}: not a JSON schema object (got {text[:40]!r})",
+                              "structured_outputs") from None  # fmt: skip
         return StructuredSpec("json", text, param)
     if name == "json_object":
         return StructuredSpec("json_object", param=param)
     if name == "choice":
         return StructuredSpec("choice", json.dumps(value.choice), param)
     return StructuredSpec(name, str(getattr(value, name)), param)  # type: ignore[arg-type]
+
+
+NULL: dict[str, Any] = {"type": "null"}
+
+
+def describe(properties: dict[str, Any]) -> list[dict[str, Any]]:
+    """Narrows the request schema's structured-output fields to what is served (one
+    constraint at most, json_schema with its schema, no guided_*, no structural_tag) and
+    returns the conditions between fields, for the OpenAPI description (tests/test_fuzz.py:
+    a body the schema allows is served)."""
+    for name in GUIDED:
+        properties[name] = {**properties[name], "anyOf": [NULL]}
+    outputs = properties["structured_outputs"]
+    option = next(o for o in outputs["anyOf"] if o.get("type") == "object")
+    option["maxProperties"] = 1
+    option["properties"]["structural_tag"] = NULL
+    formats = properties["response_format"]
+    option = next(o for o in formats["anyOf"] if o.get("type") == "object")
+    option["if"] = {"properties": {"type": {"const": "json_schema"}}, "required": ["type"]}
+    option["then"] = {"required": ["json_schema"], "properties": {"json_schema": {"type":
+                                                                                  "object"}}}
+    return [{  # both constraints at once is a 400
+        "if": {"required": ["structured_outputs"],
+               "properties": {"structured_outputs": {"type": "object", "minProperties": 1}}},
+        "then": {"properties": {"response_format": {"anyOf": [
+            NULL, {"type": "object", "properties": {"type": {"const": "text"}}}]}}},
+    }]  # fmt: skip

@@ -175,3 +175,16 @@ class ToolAnswer(Answer):
             else:
                 delta["content"] = "".join(self.seen)
         return body
+
+
+def describe() -> dict[str, Any]:
+    """The condition between tools and tool_choice for the OpenAPI description: with tools,
+    tool_choice must be given (auto is refused); a named function must be in the list and
+    `required` excludes other constraints, which a schema cannot say: the description allows
+    `none` there (a subset of what is served). Without tools: none, auto or nothing."""
+    null = {"type": "null"}
+    return {
+        "if": {"required": ["tools"], "properties": {"tools": {"type": "array", "minItems": 1}}},
+        "then": {"required": ["tool_choice"], "properties": {"tool_choice": {"enum": ["none"]}}},
+        "else": {"properties": {"tool_choice": {"anyOf": [null, {"enum": ["none", "auto"]}]}}},
+    }
