@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict, runtime_checkable
 
 if TYPE_CHECKING:
+    from llmserve.engines.structured import StructuredSpec
     from llmserve.settings import Settings
 
 Role = Literal["system", "user", "assistant"]
@@ -101,9 +102,14 @@ class Sampling:
     # alternatives'. max_tokens may be 0 only with prompt_logprobs (score the prompt only).
     logprobs: int | None = None
     prompt_logprobs: int | None = None
+    structured: StructuredSpec | None = None  # a JSON schema, regex, ... (engines/structured)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stop", tuple(self.stop))  # a list is accepted, kept frozen
+        if isinstance(self.structured, dict):  # as the process wire carries it
+            from llmserve.engines.structured import StructuredSpec
+
+            object.__setattr__(self, "structured", StructuredSpec(**self.structured))
         problems = [
             name
             for name, ok in (

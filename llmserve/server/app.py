@@ -23,6 +23,8 @@ from llmserve.engines.replicas import replica_factory
 from llmserve.model import ModelNotFound, resolve_model_dir
 from llmserve.server import ui
 from llmserve.server.errors import error_responses, register_error_handlers
+from llmserve.server.metrics import Metrics
+from llmserve.server.metrics import router as metrics_router
 from llmserve.server.openai import routes as openai_routes
 from llmserve.server.openai import tokenize as openai_tokenize
 from llmserve.server.openai.errors import openai_error_responses
@@ -48,8 +50,11 @@ def die(message: str) -> NoReturn:
     os._exit(1)
 
 
-async def load_engine(service: Service, factory: EngineFactory) -> None:
-    """Build the engine and warm it; on failure, say why and end the process non-zero."""
+async def load_engine(
+    service: Service, factory: EngineFactory, metrics: Metrics | None = None
+) -> None:
+    """Build the engine and warm it; on failure, say why and end the process non-zero.
+    `metrics` measures what is served after the warm-up."""
     try:
         engine = await asyncio.to_thread(factory, service.settings, service.model_dir)
         service.engine = engine
@@ -57,6 +62,8 @@ async def load_engine(service: Service, factory: EngineFactory) -> None:
         if prompts:
             log.info("warming up with %d prompts", len(prompts))
             await engine.generate(prompts, service.sampling)
+        if metrics is not None:
+            service.engine = metrics.meter(engine)
         service.state = State.READY
         log.info("engine ready: %s", service.model_dir)
     except Exception as exc:  # any start failure is fatal: a server without an engine is useless
@@ -82,7 +89,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loader = asyncio.create_task(load_engine(service, factory))
+        loader = asyncio.create_task(load_engine(service, factory, app.state.metrics))
         watcher = asyncio.create_task(watch_engine(service))  # engine death -> 503, exit
         yield
         loader.cancel()
@@ -92,6 +99,8 @@ def create_app(
 
     app = FastAPI(title="llmserve", lifespan=lifespan)
     app.state.service = service
+    app.state.metrics = Metrics(served_name(service))
+    app.include_router(metrics_router)  # GET /metrics: Prometheus text (not in the schema)
     register_error_handlers(app)
     # Every route: a body over MAX_BODY_BYTES is a 413, an unknown path or method a 404/405;
     # documented so the fuzzer checks their shape too.

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmserve.engines.base import EngineDead, PromptRejected, PromptTooLong
+from llmserve.engines.structured import StructuredRefused
 from llmserve.server.openai.errors import OpenAIError, is_openai_path, openai_error
 from llmserve.server.schema import BadRequest
 from llmserve.server.state import EngineUnavailable, Service
@@ -103,6 +104,13 @@ async def prompt_rejected(request: Request, exc: Exception) -> JSONResponse:
     return respond(request, 400, str(exc), param=exc.param)
 
 
+async def structured_refused(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StructuredRefused)
+    if is_openai_path(request.url.path):
+        return openai_error(400, str(exc), exc.param.split(".")[0].split("[")[0])
+    return error(400, str(exc))
+
+
 async def engine_unavailable(request: Request, exc: Exception) -> JSONResponse:
     return respond(request, 503, str(exc))
 
@@ -161,5 +169,6 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OpenAIError, openai_request_error)
     app.add_exception_handler(PromptTooLong, prompt_too_long)
     app.add_exception_handler(PromptRejected, prompt_rejected)
+    app.add_exception_handler(StructuredRefused, structured_refused)
     app.add_exception_handler(EngineUnavailable, engine_unavailable)
     app.add_exception_handler(EngineDead, engine_dead)

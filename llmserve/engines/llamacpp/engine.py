@@ -27,6 +27,7 @@ from llmserve.engines.base import (
     TokenLogprob,
     TokenLogprobs,
 )
+from llmserve.engines.llamacpp.grammar import checked_gbnf
 from llmserve.engines.llamacpp.loop import DecodeLoop
 from llmserve.engines.llamacpp.scores import token_logprobs
 from llmserve.engines.llamacpp.slots import Request, token_piece_decoder
@@ -144,6 +145,7 @@ class LlamaCppEngine(RendererTokenizer):
             max_tokens=min(max(sampling.max_tokens, 1), self.max_model_len - len(ids)),
             emit=emit,
             decode_text=self.decode_text,
+            grammar=checked_gbnf(self.lib, self.loop.vocab, sampling.structured),
         )
 
     async def _deltas(self, request: Request, queue: asyncio.Queue[Any]) -> AsyncIterator[Delta]:
@@ -209,6 +211,8 @@ class LlamaCppEngine(RendererTokenizer):
         sampling = sampling or Sampling.from_settings(self.settings)
         ids = await asyncio.to_thread(self.renderer.token_ids, list(prompts))
         self._check(ids)
+        # A constraint llama.cpp refuses is refused before any prompt enters the loop.
+        checked_gbnf(self.lib, self.loop.vocab, sampling.structured)
         marks: dict[str, float] = {}
         start = time.perf_counter()
         results = await asyncio.gather(*(self._collect(i, sampling, marks) for i in ids))

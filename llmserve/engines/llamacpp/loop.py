@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 from llmserve.engines.llamacpp.scores import score
+from llmserve.engines.llamacpp.grammar import grammar_sampler
 from llmserve.engines.llamacpp.slots import Request, sampler_chain
 
 
@@ -87,7 +88,10 @@ class DecodeLoop:
             if occupant is None and self.waiting:
                 request = self.waiting.popleft()
                 request.slot = slot
-                request.sampler = sampler_chain(self.lib, request.sampling, self.n_vocab)
+                grammar = request.grammar and grammar_sampler(self.lib, self.vocab, request.grammar)
+                request.sampler = sampler_chain(
+                    self.lib, request.sampling, self.n_vocab, grammar or None
+                )
                 self.slots[slot] = request
 
     def _free(self, request: Request) -> None:

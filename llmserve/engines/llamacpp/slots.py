@@ -14,11 +14,13 @@ from llmserve.engines.base import Delta, Sampling
 LLAMA_DEFAULT_SEED = 0xFFFFFFFF
 
 
-def sampler_chain(llama_cpp: Any, sampling: Sampling, vocab_size: int) -> Any:
-    """llama.cpp's sampler chain for `sampling`: penalties, top-k, top-p, temperature, then
-    a seeded draw; greedy when the temperature is 0."""
+def sampler_chain(llama_cpp: Any, sampling: Sampling, vocab_size: int, grammar: Any = None) -> Any:
+    """llama.cpp's sampler chain for `sampling`: a grammar (if any), penalties, top-k, top-p,
+    temperature, then a seeded draw; greedy when the temperature is 0."""
     chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
     add = llama_cpp.llama_sampler_chain_add
+    if grammar is not None:  # first: it masks what the others choose from
+        add(chain, grammar)
     if (
         sampling.repetition_penalty != 1.0
         or sampling.frequency_penalty
@@ -56,6 +58,7 @@ class Request:
     max_tokens: int  # sampling.max_tokens lowered to what MAX_MODEL_LEN leaves
     emit: Callable[[Delta | BaseException], None]  # thread-safe: to the asyncio side
     decode_text: Callable[[list[int]], str]
+    grammar: str | None = None  # GBNF, already parsed once by llama.cpp (grammar.py)
     cancelled: bool = False
     done: bool = False  # the last delta was emitted (set before it is)
     slot: int = -1

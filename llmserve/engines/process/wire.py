@@ -24,6 +24,7 @@ from llmserve.engines.base import (
     TokenLogprob,
     TokenLogprobs,
 )
+from llmserve.engines.structured import StructuredRefused
 
 
 def encode_prompt(prompt: Prompt) -> Any:
@@ -86,6 +87,9 @@ def encode_error(error: EngineError) -> dict[str, Any]:
                 "limit": error.limit}  # fmt: skip
     if isinstance(error, PromptRejected):
         return {"error": "prompt_rejected", "message": str(error), "param": error.param}
+    if isinstance(error, StructuredRefused):
+        return {"error": "structured_refused", "param": error.param,
+                "message": str(error).removeprefix(f"{error.param}: ")}  # fmt: skip
     kind = "engine_dead" if isinstance(error, EngineDead) else "engine_error"
     return {"error": kind, "message": str(error)}
 
@@ -96,6 +100,8 @@ def decode_error(value: dict[str, Any]) -> EngineError:
         return PromptTooLong(value["index"], value["tokens"], value["limit"])
     if kind == "prompt_rejected":
         return PromptRejected(str(value.get("message")), str(value.get("param")))
+    if kind == "structured_refused":
+        return StructuredRefused(str(value["param"]), str(value["message"]))
     if kind == "engine_dead":
         return EngineDead(str(value.get("message")))
     return EngineError(str(value.get("message", value)))

@@ -35,10 +35,11 @@ from llmserve.engines.base import Engine, EngineDead, EngineError, PromptRejecte
 from llmserve.engines.process import wire
 from llmserve.engines.process.client import KEEPALIVE_S, raise_open_files_limit
 from llmserve.engines.replicas import unfinished
+from llmserve.engines.structured import StructuredRefused
 from llmserve.lifeline import exit_with_parent
 from llmserve.server.routes.guard import ClientGone, engine_failure, guarded
 
-STATUS = {PromptTooLong: 413, PromptRejected: 400, EngineDead: 503}
+STATUS = {PromptTooLong: 413, PromptRejected: 400, EngineDead: 503, StructuredRefused: 400}
 
 
 def error_response(error: EngineError) -> JSONResponse:

@@ -30,6 +30,7 @@ from llmserve.engines.vllm.args import (
 from llmserve.engines.vllm.capabilities import check_servable
 from llmserve.engines.vllm.logprobs import token_logprobs
 from llmserve.engines.vllm.parallel import check_parallel
+from llmserve.engines.vllm.structured import refusal, structured_params
 from llmserve.settings import Settings
 
 TOKENIZE_CHUNK = 64  # prompts of a list templated and tokenized per step (see generate)
@@ -83,7 +84,7 @@ class VllmEngine(RendererTokenizer):
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
-        base = sampling_kwargs(sampling)
+        base = {**sampling_kwargs(sampling), **structured_params(sampling.structured)}
         kind = RequestOutputKind.DELTA if delta else RequestOutputKind.FINAL_ONLY
         # max_tokens 0 (score the prompt only): vLLM generates at least one token; generate
         # one and leave it out of the answer (generate() drops it).
@@ -155,6 +156,9 @@ class VllmEngine(RendererTokenizer):
                 task.cancel()  # what entered the engine (vLLM aborts a cancelled request)
             if isinstance(error, Exception):
                 self._raise_if_dead(error)
+                refused = refusal(sampling.structured, error)
+                if refused is not None:
+                    raise refused from error
             raise
         seconds = time.perf_counter() - start
         latencies = [o.metrics.first_token_latency for o in outputs if o.metrics is not None]
@@ -218,6 +222,9 @@ class VllmEngine(RendererTokenizer):
                     )
         except Exception as error:
             self._raise_if_dead(error)
+            refused = refusal(sampling.structured, error)
+            if refused is not None:
+                raise refused from error
             raise
 
     def facts(self) -> dict[str, Any]:

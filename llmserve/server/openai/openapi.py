@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmserve.server.openai import structured, tools
+from llmserve.server.openai.refused import served_schemas
 from llmserve.server.openai.requests import ChatRequest, CompletionRequest, Strict
 
 JSON = dict[str, Any]
@@ -53,6 +55,12 @@ def request_schema(model: type[Strict], model_names: list[str], max_prompts: int
         if name in properties:
             properties[name] = {**properties[name], **served}
     properties["logprobs"] = {**properties["logprobs"], **LOGPROBS[model]}
+    for name, served in served_schemas(model.refused_fields()).items():
+        properties[name] = {**properties[name], **served}
+    conditions = structured.describe(properties)
+    if model is ChatRequest:
+        conditions.append(tools.describe())
+    schema["allOf"] = conditions
     for option in properties.get("prompt", {}).get("anyOf", []):
         if option.get("type") == "array":  # a list prompt: at most MAX_BATCH_PROMPTS
             option["maxItems"] = max_prompts

@@ -15,7 +15,11 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from llmserve.engines.base import ChatMessage, Sampling
+from llmserve.engines.structured import StructuredSpec
 from llmserve.server.openai.errors import OpenAIError
+from llmserve.server.openai.refused import RefusedChat, RefusedCompletion
+from llmserve.server.openai.structured import StructuredFields
+from llmserve.server.openai.tools import ToolFields, ToolMode
 from llmserve.server.schema import SURROGATE, BadRequest, load_json
 
 MAX_STOP = 16  # stop strings a request may carry (OpenAI allows 4; vLLM has no limit)
@@ -153,7 +157,7 @@ class Common(Strict):
 R = TypeVar("R", bound=Strict)
 
 
-class ChatRequest(Common):
+class ChatRequest(Common, StructuredFields, ToolFields, RefusedChat):
     """POST /v1/chat/completions."""
 
     messages: list[Message] = Field(min_length=1)
@@ -175,16 +179,26 @@ class ChatRequest(Common):
         if self.logprobs and self.stream:
             raise OpenAIError(400, "logprobs=true is not supported with stream=true",
                               "logprobs")  # fmt: skip
+        self.refuse()
+        self.constraint()
 
     def changes(self, max_model_len: int) -> dict[str, Any]:
         logprobs = (self.top_logprobs or 0) if self.logprobs else None
         return {**super().changes(max_model_len), "logprobs": logprobs}
 
+    def constraint(self) -> tuple[StructuredSpec | None, ToolMode | None]:
+        """The answer's structured-output constraint, and the tools mode it comes from."""
+        mode, spec = self.tool_mode(), self.structured_spec()
+        if mode is not None and spec is not None:
+            raise OpenAIError(400, "a tool call cannot also take response_format or "
+                              "structured_outputs", "tool_choice")  # fmt: skip
+        return (mode.spec, mode) if mode is not None else (spec, None)
+
     def conversation(self) -> list[ChatMessage]:
         return [message.chat_message() for message in self.messages]
 
 
-class CompletionRequest(Common):
+class CompletionRequest(Common, StructuredFields, RefusedCompletion):
     """POST /v1/completions: the prompt is sent as it is, without the chat template."""
 
     prompt: (
@@ -216,6 +230,8 @@ class CompletionRequest(Common):
         if self.stream and self.logprobs is not None:
             raise OpenAIError(400, f"logprobs={self.logprobs} is not supported with "
                               "stream=true", "logprobs")  # fmt: skip
+        self.refuse()
+        self.structured_spec()
 
     def changes(self, max_model_len: int) -> dict[str, Any]:
         """Echo asks the engine for the prompt's tokens (their texts make the echoed text

@@ -27,6 +27,7 @@ from llmserve.engines.base import (
     Sampling,
     TokenIds,
 )
+from llmserve.engines.structured import StructuredSpec
 from llmserve.server.openai.auth import require_key
 from llmserve.server.openai.errors import OpenAIError, openai_error
 from llmserve.server.openai.models import (
@@ -38,6 +39,7 @@ from llmserve.server.openai.models import (
 from llmserve.server.openai.objects import Answer
 from llmserve.server.openai.requests import ChatRequest, Common, CompletionRequest, parse_body
 from llmserve.server.openai.streaming import EventStream, close, events, first_delta
+from llmserve.server.openai.tools import ToolAnswer
 from llmserve.server.routes.guard import (
     CLIENT_CLOSED,
     RETRY_AFTER_S,
@@ -64,8 +66,9 @@ async def list_models(service: ServiceDep) -> dict[str, Any]:
 @router.post("/chat/completions")
 async def chat_completions(request: Request, service: ServiceDep, engine: EngineDep) -> Response:
     body = parse_body(await request.body(), ChatRequest)
-    answer = Answer(check_model(service, body.model), chat=True)
-    return await respond(request, service, engine, body, answer, [body.conversation()])
+    spec, mode = body.constraint()
+    answer = ToolAnswer(check_model(service, body.model), chat=True, mode=mode)
+    return await respond(request, service, engine, body, answer, [body.conversation()], spec)
 
 
 @router.post("/completions")
@@ -83,7 +86,7 @@ async def completions(request: Request, service: ServiceDep, engine: EngineDep) 
     prompts: list[Prompt] = [
         RawText(p) if isinstance(p, str) else TokenIds(tuple(p)) for p in body.prompts
     ]
-    return await respond(request, service, engine, body, answer, prompts)
+    return await respond(request, service, engine, body, answer, prompts, body.structured_spec())
 
 
 async def respond(
@@ -93,10 +96,13 @@ async def respond(
     body: Common,
     answer: Answer,
     prompts: list[Prompt],
+    structured: StructuredSpec | None = None,
 ) -> Response:
     """Generate `prompts` (admitted, guarded) and answer whole or as a stream."""
     sampling = body.sampling(service.sampling, service.settings.max_model_len)
-    sampling = sampling.replace(adapter=adapter_for(service, answer.model))
+    sampling = sampling.replace(
+        adapter=adapter_for(service, answer.model), structured=structured
+    )
     timeout = service.settings.request_timeout
     try:
         with ExitStack() as admission:

@@ -1,0 +1,38 @@
+"""A StructuredSpec as vLLM's own StructuredOutputsParams, and vLLM's refusal as ours.
+
+vLLM checks a constraint when the request enters AsyncLLM (SamplingParams validation, before
+any engine step): with the default backend "auto" it tries xgrammar, then falls back to
+guidance, and raises VLLMValidationError (a ValueError) naming what neither compiles.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmserve.engines.structured import StructuredRefused, StructuredSpec
+
+
+def structured_params(spec: StructuredSpec | None) -> dict[str, Any]:
+    """SamplingParams keywords for `spec` (none for None)."""
+    if spec is None:
+        return {}
+    from vllm.sampling_params import StructuredOutputsParams
+
+    if spec.kind == "json":
+        params = StructuredOutputsParams(json=spec.schema())
+    elif spec.kind == "json_object":
+        params = StructuredOutputsParams(json_object=True)
+    elif spec.kind == "regex":
+        params = StructuredOutputsParams(regex=spec.value)
+    elif spec.kind == "choice":
+        params = StructuredOutputsParams(choice=spec.choices())
+    else:
+        params = StructuredOutputsParams(grammar=spec.value)
+    return {"structured_outputs": params}
+
+
+def refusal(spec: StructuredSpec | None, error: BaseException) -> StructuredRefused | None:
+    """StructuredRefused for a request vLLM refused over its constraint, else None."""
+    if spec is None or not isinstance(error, ValueError):
+        return None
+    return StructuredRefused(spec.param, f"vLLM cannot compile it: {error}")
