@@ -10,8 +10,8 @@ import collections
 import threading
 from typing import Any
 
-from llmserve.engines.llamacpp.scores import score
 from llmserve.engines.llamacpp.grammar import grammar_sampler
+from llmserve.engines.llamacpp.scores import score
 from llmserve.engines.llamacpp.slots import Request, sampler_chain
 
 

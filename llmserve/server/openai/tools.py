@@ -149,8 +149,14 @@ class ToolAnswer(Answer):
     mode: ToolMode | None = None
     seen: list[str] = field(default_factory=list)  # the text so far (mutable record)
 
-    def complete(self, result: Generation) -> dict[str, Any]:
-        body = super().complete(result)
+    def complete(
+        self,
+        result: Generation,
+        echo: list[str] | None = None,
+        logprobs: bool = False,
+        top_logprobs: int = 0,
+    ) -> dict[str, Any]:
+        body = super().complete(result, echo, logprobs, top_logprobs)
         return body if self.mode is None else self.mode.complete(body)
 
     def chunk(
