@@ -29,6 +29,7 @@ from llmserve.engines.base import (
     TokenIds,
     Tokens,
 )
+from llmserve.engines.render import check_ids
 from llmserve.settings import Settings
 
 
@@ -164,7 +165,10 @@ class FakeEngine:
         return Tokens([ord(c) for c in text], list(text))
 
     async def detokenize(self, ids: Sequence[int]) -> str:
-        return "".join(map(chr, ids))
+        """Its vocabulary is Unicode's code points; a surrogate's text is U+FFFD, as a real
+        tokenizer's decode gives for bytes that are no character."""
+        check_ids(ids, 0x110000, "tokens")
+        return "".join("\ufffd" if 0xD800 <= i <= 0xDFFF else chr(i) for i in ids)
 
     async def tokenizer_info(self) -> dict[str, Any]:
         return {"tokenizer_class": "FakeTokenizer", "eos_token": "</s>"}

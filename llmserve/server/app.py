@@ -30,8 +30,14 @@ from llmserve.server.openai import tokenize as openai_tokenize
 from llmserve.server.openai.errors import openai_error_responses
 from llmserve.server.openai.limits import ShapedBodySizeLimit
 from llmserve.server.openai.models import accepted_names, served_name
-from llmserve.server.openai.openapi import MODELS, generating_openapi
+from llmserve.server.openai.openapi import (
+    MODELS,
+    detokenize_openapi,
+    generating_openapi,
+    tokenize_openapi,
+)
 from llmserve.server.openai.requests import ChatRequest, CompletionRequest
+from llmserve.server.openai.tokenize import DetokenizeRequest, TokenizeRequest
 from llmserve.server.routes import health, predict
 from llmserve.server.schema import health_openapi, predict_openapi
 from llmserve.server.state import Service, State, watch_engine
@@ -124,6 +130,8 @@ def create_app(
             CompletionRequest, names, "Text completion", settings.max_batch_prompts
         ),
         "/v1/models": MODELS,
+        "/tokenize": tokenize_openapi(TokenizeRequest, names),
+        "/detokenize": detokenize_openapi(DetokenizeRequest, names),
     }
     for route in app.routes:
         if isinstance(route, APIRoute) and route.path in extras:

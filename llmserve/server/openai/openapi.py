@@ -38,13 +38,35 @@ def inline(schema: Any, defs: JSON) -> Any:
 SERVED_ONLY: dict[str, JSON] = {
     "n": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 1}, {"type": "null"}]},
     "best_of": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 1}, {"type": "null"}]},
-    "echo": {"anyOf": [{"type": "boolean", "enum": [False]}, {"type": "null"}]},
 }
-LOGPROBS: dict[type[Strict], JSON] = {
-    ChatRequest: {"anyOf": [{"type": "boolean", "enum": [False]}, {"type": "null"}]},
-    CompletionRequest: {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 0},
-                                  {"type": "null"}]},
-}
+NULL: JSON = {"type": "null"}
+STREAMED: JSON = {"required": ["stream"], "properties": {"stream": {"const": True}}}
+
+
+def given(name: str, schema: JSON) -> JSON:
+    """The JSON Schema condition "`name` is present and matches `schema`"."""
+    return {"required": [name], "properties": {name: schema}}
+
+
+def not_given(name: str) -> JSON:
+    return {"properties": {name: NULL}}
+
+
+# The rules between fields that `unsupported()` checks (ChatRequest, CompletionRequest).
+RULES: dict[type[Strict], list[JSON]] = {
+    ChatRequest: [
+        # top_logprobs needs logprobs=true; logprobs are not streamed
+        {"if": given("top_logprobs", {"type": "integer"}),
+         "then": given("logprobs", {"const": True})},
+        {"if": STREAMED, "then": {"properties": {"logprobs": {"enum": [False, None]}}}},
+    ],
+    CompletionRequest: [
+        # max_tokens=0 scores the prompt only: with echo; echo and logprobs are not streamed
+        {"if": given("max_tokens", {"const": 0}), "then": given("echo", {"const": True})},
+        {"if": STREAMED,
+         "then": {"properties": {"echo": {"enum": [False, None]}, "logprobs": NULL}}},
+    ],
+}  # fmt: skip
 
 
 def request_schema(model: type[Strict], model_names: list[str], max_prompts: int) -> JSON:
@@ -54,10 +76,9 @@ def request_schema(model: type[Strict], model_names: list[str], max_prompts: int
     for name, served in SERVED_ONLY.items():
         if name in properties:
             properties[name] = {**properties[name], **served}
-    properties["logprobs"] = {**properties["logprobs"], **LOGPROBS[model]}
     for name, served in served_schemas(model.refused_fields()).items():
         properties[name] = {**properties[name], **served}
-    conditions = structured.describe(properties)
+    conditions = [*RULES[model], *structured.describe(properties)]
     if model is ChatRequest:
         conditions.append(tools.describe())
     schema["allOf"] = conditions
@@ -67,9 +88,7 @@ def request_schema(model: type[Strict], model_names: list[str], max_prompts: int
             # and streamed only alone (the route's 400 for stream=true with a list)
             schema["if"] = {"properties": {"stream": {"const": True}}, "required": ["stream"]}
             schema["then"] = {"properties": {"prompt": {"type": "string"}}}
-    properties["model"] = {**properties["model"],
-                           "anyOf": [{"type": "string", "enum": model_names}, {"type": "null"}]}
-    return schema
+    return _with_models(schema, model_names)
 
 
 ANSWER: JSON = {
@@ -138,3 +157,48 @@ MODELS: JSON = {
         }
     }
 }
+
+
+def _with_models(schema: JSON, model_names: list[str]) -> JSON:
+    properties = schema["properties"]
+    properties["model"] = {**properties["model"],
+                           "anyOf": [{"type": "string", "enum": model_names}, NULL]}
+    return schema
+
+
+def _body(schema: JSON, answer: JSON, summary: str) -> JSON:
+    return {
+        "summary": summary,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
+        "responses": {"200": {"description": "The answer.",
+                              "content": {"application/json": {"schema": answer}}}},
+    }  # fmt: skip
+
+
+def tokenize_openapi(model: type[Strict], model_names: list[str]) -> JSON:
+    """`openapi_extra` of POST /tokenize: a prompt, or messages (through the chat template,
+    with the generation prompt), exactly one of them."""
+    raw = model.model_json_schema()
+    schema = _with_models(inline(raw, raw.get("$defs", {})), model_names)
+    schema["anyOf"] = [
+        {"required": ["prompt"], "properties": {"prompt": {"type": "string"},
+                                                "messages": NULL}},
+        {"required": ["messages"], "properties": {"messages": {"type": "array"}, "prompt": NULL,
+                                                  "add_generation_prompt": {"const": True}}},
+    ]  # fmt: skip
+    ids = {"type": "array", "items": {"type": "integer", "minimum": 0}}
+    answer = {"type": "object", "required": ["count", "max_model_len", "tokens", "token_strs"],
+              "properties": {"count": {"type": "integer", "minimum": 0},
+                             "max_model_len": {"type": "integer"}, "tokens": ids,
+                             "token_strs": {"anyOf": [{"type": "array"}, NULL]}}}  # fmt: skip
+    return _body(schema, answer, "Token ids of a text or a conversation (vLLM's shape)")
+
+
+def detokenize_openapi(model: type[Strict], model_names: list[str]) -> JSON:
+    """`openapi_extra` of POST /detokenize. An id outside the engine's vocabulary is a 400;
+    the vocabulary is the engine's, so the schema cannot bound the ids."""
+    raw = model.model_json_schema()
+    schema = _with_models(inline(raw, raw.get("$defs", {})), model_names)
+    answer = {"type": "object", "required": ["prompt"],
+              "properties": {"prompt": {"type": "string"}}}  # fmt: skip
+    return _body(schema, answer, "The text of token ids (vLLM's shape)")

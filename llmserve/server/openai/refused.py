@@ -20,12 +20,14 @@ NO_EFFECT = frozenset({
 })  # fmt: skip
 
 
+# The value of a refused field that asks for nothing: OpenAI's default (no bias, text only,
+# no functions, no suffix); null never asks either.
+BENIGN: dict[str, Any] = {"logit_bias": {}, "modalities": ["text"], "functions": [], "suffix": ""}
+
+
 def _asks(name: str, value: Any) -> bool:
-    """Whether a refused field's value asks for something: null never does, nor what
-    OpenAI treats as the default (no bias, no top logprobs, text only, no functions)."""
-    benign = {"logit_bias": {}, "modalities": ["text"], "functions": [],
-              "suffix": ""}  # fmt: skip
-    return value is not None and not (name in benign and value == benign[name])
+    """Whether a refused field's value asks for something."""
+    return value is not None and not (name in BENIGN and value == BENIGN[name])
 
 
 class Refusing(Strict):
@@ -75,11 +77,7 @@ NULL: dict[str, Any] = {"type": "null"}
 # The OpenAPI description of each refused field: what is served (null, or OpenAI's default),
 # so that a body the schema allows is one the server answers (tests/test_fuzz.py).
 SERVED: dict[str, dict[str, Any]] = {
-    "logit_bias": {"anyOf": [{"type": "object", "maxProperties": 0}, NULL]},
-    "modalities": {
-        "anyOf": [{"type": "array", "items": {"enum": ["text"]}, "minItems": 1, "maxItems": 1},
-                  NULL]
-    },
+    name: {"anyOf": [{"const": value}, NULL]} for name, value in BENIGN.items()
 }
 
 

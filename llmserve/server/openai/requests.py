@@ -52,7 +52,7 @@ AtLeast1 = Annotated[int, Field(ge=1), Integral]
 Text = Annotated[str, AfterValidator(_tokenizable)]
 StopText = Annotated[str, Field(min_length=1), AfterValidator(_tokenizable)]
 PromptText = StopText  # an empty raw prompt has no token for the model to read
-TokenId = Annotated[int, Field(ge=0)]
+TokenId = Annotated[int, Field(ge=0), Integral]
 IdPrompt = Annotated[list[TokenId], Field(min_length=1)]  # a tokenized prompt (lm-eval's)
 
 

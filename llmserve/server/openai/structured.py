@@ -19,6 +19,8 @@ class Strict(BaseModel):  # as requests.Strict (which imports this module)
 
 
 GUIDED = ("guided_json", "guided_regex", "guided_choice", "guided_grammar")
+# structured_outputs' constraints; one given (a value but null or false) at most.
+NAMES = ("json", "regex", "choice", "grammar", "json_object", "structural_tag")
 
 
 class JsonSchema(Strict):
@@ -88,8 +90,7 @@ def _response_format(value: ResponseFormat | None) -> StructuredSpec | None:
 def _structured_outputs(value: StructuredOutputs | None) -> StructuredSpec | None:
     if value is None:
         return None
-    names = ("json", "regex", "choice", "grammar", "json_object", "structural_tag")
-    given = [n for n in names if getattr(value, "json_" if n == "json" else n) not in (None, False)]
+    given = [n for n in NAMES if getattr(value, "json_" if n == "json" else n) not in (None, False)]
     if not given:  # {} or only nulls: no constraint asked for
         return None
     if len(given) > 1:
@@ -129,8 +130,12 @@ def describe(properties: dict[str, Any]) -> list[dict[str, Any]]:
         properties[name] = {**properties[name], "anyOf": [NULL]}
     outputs = properties["structured_outputs"]
     option = next(o for o in outputs["anyOf"] if o.get("type") == "object")
-    option["maxProperties"] = 1
+    pairs = [(a, b) for i, a in enumerate(NAMES) for b in NAMES[i + 1:]]
+    option["not"] = {"anyOf": [{"allOf": [_given(a), _given(b)]} for a, b in pairs]}
     option["properties"]["structural_tag"] = NULL
+    # json as a string holding a schema object (vLLM's) is served too; a schema cannot say
+    # "a string holding a JSON object", so only the object form is described.
+    option["properties"]["json"] = {"anyOf": [{"type": "object"}, NULL]}
     formats = properties["response_format"]
     option = next(o for o in formats["anyOf"] if o.get("type") == "object")
     option["if"] = {"properties": {"type": {"const": "json_schema"}}, "required": ["type"]}
@@ -138,7 +143,13 @@ def describe(properties: dict[str, Any]) -> list[dict[str, Any]]:
                                                                                   "object"}}}
     return [{  # both constraints at once is a 400
         "if": {"required": ["structured_outputs"],
-               "properties": {"structured_outputs": {"type": "object", "minProperties": 1}}},
+               "properties": {"structured_outputs": {
+                   "type": "object", "anyOf": [_given(name) for name in NAMES]}}},
         "then": {"properties": {"response_format": {"anyOf": [
             NULL, {"type": "object", "properties": {"type": {"const": "text"}}}]}}},
     }]  # fmt: skip
+
+
+def _given(name: str) -> dict[str, Any]:
+    """The JSON Schema of "structured_outputs gives `name`" (a value but null or false)."""
+    return {"required": [name], "properties": {name: {"not": {"enum": [None, False]}}}}
