@@ -11,6 +11,7 @@ server.
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -112,6 +113,17 @@ def test_task_yaml_reads_the_repository_gsm8k_file(tmp_path: Path) -> None:
     assert data.is_absolute() and data == GSM8K_TEST.resolve()
     assert config["task"] == run.TASK and config["dataset_path"] == "json"
     assert [f["name"] for f in config["filter_list"]] == list(run.FILTERS)
+
+
+def test_every_shipped_task_is_written_with_its_data_file(tmp_path: Path) -> None:
+    """ARC-Easy (multiple choice) ships beside GSM8K, its data in data/arc_easy (no hub)."""
+    assert {"gsm8k_llmserve", "arc_easy_llmserve"} <= set(run.shipped_tasks())
+    folder = run.write_task(tmp_path / "tasks")
+    config = yaml.safe_load((folder / "arc_easy_llmserve.yaml").read_text())
+    data = Path(config["dataset_kwargs"]["data_files"]["validation"])
+    assert data.is_absolute() and data == (REPO_ROOT / "data/arc_easy/validation.jsonl")
+    assert config["output_type"] == "multiple_choice"
+    assert len(data.read_text().splitlines()) == 570
 
 
 def test_shipped_task_path_is_relative_to_the_repository_root() -> None:
@@ -262,3 +274,28 @@ def test_lm_eval_gsm8k_against_the_real_server(server: Server, tmp_path: Path) -
     # lm-eval 0.4.13 writes one line per question and filter (here 5 x 2 = 10 lines).
     assert len({sample["doc_id"] for sample in samples}) == 5
     assert all(sample["resps"][0][0].strip() for sample in samples)  # the model answered
+
+
+@pytest.mark.engine
+def test_lm_eval_arc_easy_loglikelihoods_against_the_real_server(server: Server,
+                                                                 tmp_path: Path) -> None:
+    """lm-eval's local-completions scores the shipped ARC-Easy (a multiple-choice task) by
+    loglikelihood through /v1/completions: token-id prompts, echo + logprobs, the remote
+    tokenizer (/tokenize). Every choice gets a finite, negative loglikelihood."""
+    out = tmp_path / "arc"
+    result = lmeval("--url", server.url, "--api", "completions", "--tasks",
+                    "arc_easy_llmserve", "--limit", "8", "--num-concurrent", "2",
+                    "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = lm_eval_results(out)
+    numbers = found["results"]["arc_easy_llmserve"]
+    assert 0.0 <= numbers["acc,none"] <= 1.0 and 0.0 <= numbers["acc_norm,none"] <= 1.0
+    assert found["n-samples"]["arc_easy_llmserve"]["effective"] == 8
+    samples = [json.loads(line) for path in out.rglob("samples_*.jsonl")
+               for line in path.read_text().splitlines()]
+    assert len(samples) == 8
+    for sample in samples:
+        scores = [resp[0][0] for resp in sample["resps"]]  # [[loglikelihood, is_greedy]]
+        assert len(scores) == len(sample["doc"]["choices"]["text"]) >= 3
+        assert all(math.isfinite(score) and score < 0 for score in scores), scores
+    assert "arc_easy_llmserve acc" in result.stdout

@@ -62,20 +62,32 @@ class LmEvalConfig:
         return self.tasks != [TASK]
 
 
-def task_yaml(data: Path = GSM8K_TEST) -> dict[str, Any]:
-    """The shipped task config with its data file made absolute (lm_eval may run anywhere)."""
-    config = yaml.safe_load((TASKS_DIR / f"{TASK}.yaml").read_text())
-    if not data.is_file():
-        raise LlmserveError(f"GSM8K data file {str(data)!r} does not exist")
-    config["dataset_kwargs"]["data_files"]["test"] = str(data.resolve())
+def task_yaml(name: str = TASK, data: Path = GSM8K_TEST) -> dict[str, Any]:
+    """A shipped task's config with its data files made absolute (lm_eval may run anywhere):
+    relative paths are the repository root's; GSM8K's test file is `data`."""
+    config = yaml.safe_load((TASKS_DIR / f"{name}.yaml").read_text())
+    files: dict[str, str] = config["dataset_kwargs"]["data_files"]
+    for split, file in files.items():
+        path = data if name == TASK and split == "test" else REPO_ROOT / file
+        if not path.is_file():
+            raise LlmserveError(f"data file {str(path)!r} of task {name} does not exist")
+        files[split] = str(path.resolve())
     return dict(config)
 
 
+def shipped_tasks() -> list[str]:
+    """The tasks in llmserve/lmeval/tasks (their data in data/, no network)."""
+    return sorted(path.stem for path in TASKS_DIR.glob("*.yaml"))
+
+
 def write_task(folder: Path, data: Path = GSM8K_TEST) -> Path:
-    """Write the task config for this run into `folder` (lm_eval's --include_path)."""
+    """Write the shipped task configs for this run into `folder` (lm_eval's --include_path)."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{TASK}.yaml"
-    path.write_text(yaml.safe_dump(task_yaml(data), sort_keys=False, allow_unicode=True))
+    for name in shipped_tasks():
+        config = task_yaml(name, data)
+        (folder / f"{name}.yaml").write_text(
+            yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+        )
     return folder
 
 
