@@ -64,8 +64,16 @@ def requests_for(count: int) -> list[tuple[str, str]]:
             for i in range(count)]  # fmt: skip
 
 
-def ask(http: httpx.Client, kind: str, text: str, constrained: bool) -> dict[str, Any]:
-    body: dict[str, Any] = {"messages": [{"role": "user", "content": text}], "max_tokens": 128}
+# Output tokens per answer. At 128, the answers that failed validation were cut there
+# (finish_reason "length": e.g. a katakana string of many tokens, 2026-12-07, 1 of 30 on
+# vLLM), not off-schema; 512 leaves the grammar room to close.
+MAX_TOKENS = 512
+
+
+def ask(http: httpx.Client, kind: str, text: str, constrained: bool,
+        max_tokens: int = MAX_TOKENS) -> dict[str, Any]:  # fmt: skip
+    body: dict[str, Any] = {"messages": [{"role": "user", "content": text}],
+                            "max_tokens": max_tokens}
     if constrained:
         body["response_format"] = {"type": "json_schema", "json_schema": {
             "name": kind, "schema": SCHEMAS[kind], "strict": True}}  # fmt: skip
@@ -74,24 +82,30 @@ def ask(http: httpx.Client, kind: str, text: str, constrained: bool) -> dict[str
     return dict(response.json())
 
 
-def run(url: str, work: list[tuple[str, str]], constrained: bool, concurrency: int
-        ) -> tuple[list[dict[str, Any]], float]:  # fmt: skip
+def run(url: str, work: list[tuple[str, str]], constrained: bool, concurrency: int,
+        max_tokens: int = MAX_TOKENS) -> tuple[list[dict[str, Any]], float]:  # fmt: skip
     with httpx.Client(base_url=url, timeout=900) as http, ThreadPoolExecutor(concurrency) as pool:
         start = time.perf_counter()
-        answers = list(pool.map(lambda w: ask(http, w[0], w[1], constrained), work))
+        answers = list(pool.map(lambda w: ask(http, w[0], w[1], constrained, max_tokens),
+                                work))
         return answers, time.perf_counter() - start
 
 
 def validity(work: list[tuple[str, str]], answers: list[dict[str, Any]]) -> dict[str, Any]:
-    valid, failures = 0, []
+    valid, cut, failures = 0, 0, []
     for (kind, _), answer in zip(work, answers, strict=True):
-        text = answer["choices"][0]["message"]["content"]
+        choice = answer["choices"][0]
+        text = choice["message"]["content"]
+        cut += choice["finish_reason"] == "length"
         try:
             jsonschema.validate(json.loads(text), SCHEMAS[kind])
             valid += 1
         except (ValueError, jsonschema.ValidationError) as error:
-            failures.append({"kind": kind, "text": text[:200], "error": str(error)[:200]})
-    return {"requests": len(answers), "valid": valid, "failures": failures[:5]}
+            failures.append({"kind": kind, "finish_reason": choice["finish_reason"],
+                             "tokens": answer["usage"]["completion_tokens"],
+                             "text": text[:200], "error": str(error)[:200]})  # fmt: skip
+    return {"requests": len(answers), "valid": valid, "cut_at_max_tokens": cut,
+            "failures": failures[:5]}  # fmt: skip
 
 
 def throughput(answers: list[dict[str, Any]], seconds: float) -> dict[str, float]:
@@ -100,14 +114,15 @@ def throughput(answers: list[dict[str, Any]], seconds: float) -> dict[str, float
             "tok_per_s": round(tokens / seconds, 1)}  # fmt: skip
 
 
-def measure(engine: str, count: int, concurrency: int, out: Path) -> dict[str, Any]:
+def measure(engine: str, count: int, concurrency: int, out: Path,
+            max_tokens: int = MAX_TOKENS) -> dict[str, Any]:  # fmt: skip
     log = out.with_suffix(f".{engine}.log")
     service = start_service({**ENV, **ENGINE_ENV[engine]}, log_path=log)
     try:
         work = requests_for(count)
-        run(service.url, work[:concurrency], True, concurrency)  # warm the grammar paths
-        constrained, c_seconds = run(service.url, work, True, concurrency)
-        free, f_seconds = run(service.url, work, False, concurrency)
+        run(service.url, work[:concurrency], True, concurrency, max_tokens)  # warm grammars
+        constrained, c_seconds = run(service.url, work, True, concurrency, max_tokens)
+        free, f_seconds = run(service.url, work, False, concurrency, max_tokens)
         return {"validation": validity(work, constrained),
                 "with_schema": throughput(constrained, c_seconds),
                 "without_schema": throughput(free, f_seconds)}  # fmt: skip
@@ -120,6 +135,7 @@ def main() -> None:
     parser.add_argument("--engines", default="vllm,llamacpp")
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--max-tokens", type=int, default=MAX_TOKENS, help="per answer")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -129,9 +145,10 @@ def main() -> None:
     record: dict[str, Any] = {"date": stamp, "cpu": machine["cpu"],
                               "cpu_flags": machine["cpu_flags"], "env": ENV,
                               "requests": args.requests, "concurrency": args.concurrency,
-                              "max_tokens": 128, "engines": {}}  # fmt: skip
+                              "max_tokens": args.max_tokens, "engines": {}}  # fmt: skip
     for engine in args.engines.split(","):
-        record["engines"][engine] = measure(engine, args.requests, args.concurrency, out)
+        record["engines"][engine] = measure(engine, args.requests, args.concurrency, out,
+                                            args.max_tokens)
         out.write_text(json.dumps(record, indent=2))
         print(engine, json.dumps(record["engines"][engine]), flush=True)
     print(f"written: {out}")
