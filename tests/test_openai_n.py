@@ -331,3 +331,22 @@ def test_a_seed_makes_sampled_answers_repeatable(real: tuple[openai.OpenAI, str]
         for _ in range(2)
     ]  # fmt: skip
     assert chat[0] == chat[1]
+
+
+@pytest.mark.engine
+def test_greedy_n_gives_the_greedy_answer_n_times(real: tuple[openai.OpenAI, str]) -> None:
+    """temperature 0 (the default): vLLM refuses n > 1 there, so its one greedy answer stands
+    for the n choices; llama.cpp decodes it n times. Both: n equal answers, streamed too."""
+    sdk, model = real
+    prompt = "The capital of France is"
+    one = sdk.completions.create(model=model, prompt=prompt, max_tokens=6, temperature=0)
+    reply = sdk.completions.create(model=model, prompt=prompt, max_tokens=6, temperature=0, n=2)
+    assert [c.text for c in reply.choices] == [one.choices[0].text] * 2
+    assert reply.usage is not None and one.usage is not None
+    assert reply.usage.completion_tokens == 2 * one.usage.completion_tokens
+    streamed = {0: "", 1: ""}
+    for piece in sdk.completions.create(model=model, prompt=prompt, max_tokens=6, n=2,
+                                        temperature=0, stream=True):  # fmt: skip
+        for part in piece.choices:
+            streamed[part.index] += part.text
+    assert streamed == {0: one.choices[0].text, 1: one.choices[0].text}

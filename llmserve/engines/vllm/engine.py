@@ -36,6 +36,14 @@ from llmserve.settings import Settings
 TOKENIZE_CHUNK = 64  # prompts of a list templated and tokenized per step (see generate)
 
 
+def copies(sampling: Sampling) -> int:
+    """How many choices each answer vLLM samples stands for: n when greedy, else 1. vLLM
+    refuses n > 1 at temperature 0 ("n must be 1 when using greedy sampling"), but OpenAI's
+    API serves it, and this service's default temperature is 0: n greedy choices are one
+    greedy answer, so vLLM generates it once and it is copied to the n choices."""
+    return sampling.n if sampling.temperature == 0 else 1
+
+
 class VllmEngine(RendererTokenizer):
     """One vLLM AsyncLLM: continuous batching, so concurrent calls are never serialized."""
 
@@ -84,7 +92,8 @@ class VllmEngine(RendererTokenizer):
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
-        base = {**sampling_kwargs(sampling), **structured_params(sampling.structured)}
+        base = {**sampling_kwargs(sampling), **structured_params(sampling.structured),
+                "n": sampling.n // copies(sampling)}  # fmt: skip
         kind = RequestOutputKind.DELTA if delta else RequestOutputKind.FINAL_ONLY
         # max_tokens 0 (score the prompt only): vLLM generates at least one token; generate
         # one and leave it out of the answer (generate() drops it).
@@ -164,7 +173,10 @@ class VllmEngine(RendererTokenizer):
         latencies = [o.metrics.first_token_latency for o in outputs if o.metrics is not None]
         scored_only = sampling.max_tokens == 0  # the one generated token is not the answer
         # n > 1: vLLM gathers a prompt's n choices in one final output (ordered by index).
-        choices = [(o, c) for o in outputs for c in sorted(o.outputs, key=lambda c: c.index)]
+        choices = [
+            (o, c) for o in outputs for c in sorted(o.outputs, key=lambda c: c.index)
+            for _ in range(copies(sampling))
+        ]  # fmt: skip
         pairs = [self._logprobs(o, c, sampling) for o, c in choices]
         return Generation(
             texts=["" if scored_only else c.text for _, c in choices],
@@ -201,7 +213,8 @@ class VllmEngine(RendererTokenizer):
         lora = lora_request(self.settings, sampling.adapter)
         (prompt_ids,) = await asyncio.to_thread(self.renderer.token_ids, [prompt])
         self._check_length(0, prompt_ids)
-        generated = [0] * sampling.n
+        vllm_n = sampling.n // copies(sampling)  # the choices vLLM samples (1 when greedy)
+        generated = [0] * vllm_n
         request = self.llm.generate(
             {"prompt_token_ids": prompt_ids},
             params(prompt_ids),
@@ -215,13 +228,14 @@ class VllmEngine(RendererTokenizer):
                 async for output in outputs:
                     for completion in output.outputs:
                         generated[completion.index] += len(completion.token_ids)
-                        yield Delta(
-                            text=completion.text,
-                            output_tokens=generated[completion.index],
-                            prompt_tokens=len(prompt_ids),
-                            finish_reason=completion.finish_reason,
-                            index=completion.index,
-                        )
+                        for index in range(completion.index, sampling.n, vllm_n):
+                            yield Delta(
+                                text=completion.text,
+                                output_tokens=generated[completion.index],
+                                prompt_tokens=len(prompt_ids),
+                                finish_reason=completion.finish_reason,
+                                index=index,
+                            )
         except Exception as error:
             self._raise_if_dead(error)
             refused = refusal(sampling.structured, error)
