@@ -113,7 +113,8 @@ class FakeEngine:
         if self.die_during_generate:
             self.killed = True
             raise RuntimeError("engine core crashed mid-request")
-        counted = [self._words(p, sampling) for p in prompts]
+        # Sampling.n choices per prompt, all alike (the same words).
+        counted = [self._words(p, sampling) for p in prompts for _ in range(sampling.n)]
         return Generation(
             texts=[" ".join(words) for _, words in counted],
             prompt_tokens=[n for n, _ in counted],
@@ -123,6 +124,7 @@ class FakeEngine:
             ],
             engine_seconds=time.perf_counter() - start,
             ttft_seconds=0.001,
+            n=sampling.n,
         )
 
     async def stream(
@@ -142,16 +144,18 @@ class FakeEngine:
             for n, word in enumerate(words, start=1):
                 if n > 1 and self.hold is not None:
                     await self.hold.wait()  # a stream that stalls after its first word
-                yield Delta(
-                    text=word if n == 1 else f" {word}",
-                    output_tokens=n,
-                    prompt_tokens=prompt_words,
-                )
+                for index in range(sampling.n):  # n > 1: the choices' deltas interleave
+                    yield Delta(
+                        text=word if n == 1 else f" {word}",
+                        output_tokens=n,
+                        prompt_tokens=prompt_words,
+                        index=index,
+                    )
             reason = "length" if len(words) == sampling.max_tokens else "stop"
             finished = True
-            yield Delta(
-                text="", output_tokens=len(words), prompt_tokens=prompt_words, finish_reason=reason
-            )
+            for index in range(sampling.n):
+                yield Delta(text="", output_tokens=len(words), prompt_tokens=prompt_words,
+                            finish_reason=reason, index=index)  # fmt: skip
         except (asyncio.CancelledError, GeneratorExit):
             if not finished:
                 self.cancelled += 1

@@ -30,7 +30,7 @@ HONOURED: dict[str, tuple[Any, str | None]] = {
     "frequency_penalty": (0.5, "frequency_penalty"),
     "presence_penalty": (0.5, "presence_penalty"),
     "repetition_penalty": (1.2, "repetition_penalty"), "stop": (["zz"], "stop"),
-    "seed": (7, "seed"), "ignore_eos": (True, "ignore_eos"),
+    "seed": (7, "seed"), "ignore_eos": (True, "ignore_eos"), "n": (2, "n"),
     "response_format": ({"type": "json_schema",
                          "json_schema": {"name": "s", "schema": SCHEMA}}, "structured"),
     "structured_outputs": ({"regex": "[ab]+"}, "structured"),
@@ -42,7 +42,7 @@ HONOURED: dict[str, tuple[Any, str | None]] = {
 }  # fmt: skip
 # Refused: a value that asks for something, refused with a 400 whose param is the field.
 REFUSED: dict[str, Any] = {
-    "n": 2, "best_of": 2, "logit_bias": {"1": 5},
+    "best_of": 2, "logit_bias": {"1": 5},
     "functions": [{"name": "f"}], "function_call": "auto",
     "audio": {"voice": "alloy", "format": "mp3"}, "modalities": ["text", "audio"],
     "prediction": {"type": "content", "content": "x"}, "reasoning_effort": "high",

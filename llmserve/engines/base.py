@@ -103,6 +103,8 @@ class Sampling:
     logprobs: int | None = None
     prompt_logprobs: int | None = None
     structured: StructuredSpec | None = None  # a JSON schema, regex, ... (engines/structured)
+    # Choices per prompt (OpenAI's `n`): each prompt is sampled n times, independently.
+    n: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stop", tuple(self.stop))  # a list is accepted, kept frozen
@@ -113,6 +115,7 @@ class Sampling:
         problems = [
             name
             for name, ok in (
+                ("n", self.n >= 1),
                 ("max_tokens", self.max_tokens > 0
                  or (self.max_tokens == 0 and self.prompt_logprobs is not None)),
                 ("logprobs", self.logprobs is None or self.logprobs >= 0),
@@ -151,6 +154,16 @@ class Sampling:
         """A copy with some fields changed (checked like the original)."""
         return dataclasses.replace(self, **overrides)
 
+    def choice(self, index: int) -> Sampling:
+        """The sampling of choice `index` of n, for an engine that draws the n choices one
+        request at a time (llama.cpp): n=1 and, when a seed is given, seed + index, so the
+        choices differ from each other (n requests with one seed would draw the same answer
+        n times) while the whole request stays repeatable. vLLM's parallel sampling seeds its
+        child requests the same way (vllm/v1/engine/parallel_sampling.py), so a seeded
+        request's choice i is drawn with the same seed on both engines."""
+        seed = None if self.seed is None else self.seed + index
+        return self.replace(n=1, seed=seed)
+
 
 @dataclass(frozen=True)
 class TokenLogprob:
@@ -172,38 +185,80 @@ TokenLogprobs = list[TokenLogprob]
 
 
 @dataclass(frozen=True)
+class Choice:
+    """One answer of a Generation: choice `index` of the batch is answer `index % n` to
+    prompt `index // n` (`prompt_index`), as OpenAI and vLLM number a completions request's
+    choices. Prompt fields are the prompt's (shared by its n choices)."""
+
+    index: int
+    prompt_index: int
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str | None
+    logprobs: TokenLogprobs | None = None
+    prompt_logprobs: TokenLogprobs | None = None
+
+
+@dataclass(frozen=True)
 class Generation:
-    """The answers to one batch, in the order of its prompts, and engine-side timings.
-    `logprobs` / `prompt_logprobs`: per prompt, the answer's / the prompt's tokens with
-    their logprobs, where Sampling asked for them (else None)."""
+    """The answers to one batch and engine-side timings. Every list has one entry per
+    choice, prompt by prompt: Sampling.n choices per prompt (entry k answers prompt k // n),
+    so with n=1, one per prompt, in the order of the prompts. `logprobs` / `prompt_logprobs`:
+    the answer's / its prompt's tokens with their logprobs, where Sampling asked for them
+    (else None)."""
 
     texts: list[str]
-    prompt_tokens: list[int]  # per prompt, after templating
-    completion_tokens: list[int]  # per prompt: tokens generated
-    finish_reasons: list[str | None]  # per prompt: "stop", "length", ... as the engine says
+    prompt_tokens: list[int]  # per choice: its prompt's, after templating
+    completion_tokens: list[int]  # per choice: tokens generated
+    finish_reasons: list[str | None]  # per choice: "stop", "length", ... as the engine says
     engine_seconds: float  # from the first prompt entering the engine to the last answer
     ttft_seconds: float | None  # first token of the first prompt to get one, engine-side
     logprobs: list[TokenLogprobs | None] | None = None
     prompt_logprobs: list[TokenLogprobs | None] | None = None
+    n: int = 1  # choices per prompt (Sampling.n)
 
     @property
     def output_tokens(self) -> int:
         """Tokens generated for the whole batch (the X-Output-Tokens header)."""
         return sum(self.completion_tokens)
 
+    @property
+    def input_tokens(self) -> int:
+        """Prompt tokens of the whole batch, each prompt counted once (not once per choice:
+        OpenAI's and vLLM's usage)."""
+        return sum(self.prompt_tokens[:: self.n])
+
+    @property
+    def choices(self) -> list[Choice]:
+        """The answers one by one."""
+        logprobs = self.logprobs or [None] * len(self.texts)
+        prompt_logprobs = self.prompt_logprobs or [None] * len(self.texts)
+        return [
+            Choice(k, k // self.n, text, prompt, completion, reason, answer, scored)
+            for k, (text, prompt, completion, reason, answer, scored) in enumerate(
+                zip(self.texts, self.prompt_tokens, self.completion_tokens,
+                    self.finish_reasons, logprobs, prompt_logprobs, strict=True)
+            )
+        ]  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Delta:
-    """One step of a streamed request: the text added since the previous delta.
+    """One step of a streamed request: the text added to choice `index` since its previous
+    delta.
 
-    The last delta has `finish_reason` set (its text may be empty); token counts are running
-    totals, so the last one carries the request's usage.
+    With Sampling.n > 1 the choices' deltas interleave; each choice's last delta has
+    `finish_reason` set (its text may be empty), and the stream ends once every choice
+    finished. Token counts are running totals of the choice, so its last delta carries its
+    usage.
     """
 
     text: str
-    output_tokens: int  # generated so far
+    output_tokens: int  # generated so far (by this choice)
     prompt_tokens: int
     finish_reason: str | None = None
+    index: int = 0  # the choice, 0 .. Sampling.n - 1
 
     @property
     def finished(self) -> bool:
@@ -225,14 +280,16 @@ class Engine(Protocol):
     async def generate(
         self, prompts: Sequence[Prompt], sampling: Sampling | None = None
     ) -> Generation:
-        """All prompts enter the engine together and come back in order. `sampling` None means
-        the settings' defaults. Raises PromptTooLong, or EngineDead once the engine died.
-        Cancelling the call aborts what entered the engine."""
+        """All prompts enter the engine together and come back in order, `sampling.n` choices
+        each (Generation). `sampling` None means the settings' defaults. Raises
+        PromptTooLong, or EngineDead once the engine died. Cancelling the call aborts what
+        entered the engine."""
         ...
 
     def stream(self, prompt: Prompt, sampling: Sampling | None = None) -> AsyncIterator[Delta]:
-        """One request's text as it is generated (an async generator). Closing or cancelling
-        the iteration aborts the request in the engine."""
+        """One request's text as it is generated (an async generator): its `sampling.n`
+        choices' deltas, interleaved (Delta.index). Closing or cancelling the iteration aborts
+        the request in the engine."""
         ...
 
     async def tokenize(self, prompt: Prompt, add_special_tokens: bool = True) -> Tokens:
@@ -259,8 +316,9 @@ class Engine(Protocol):
 
     @property
     def unfinished(self) -> int:
-        """Requests (one per prompt) the engine holds, running or queued, and not finished: a
-        cheap read for /info and for tests that check aborted work leaves the engine."""
+        """Requests (one per prompt and choice) the engine holds, running or queued, and not
+        finished: a cheap read for /info and for tests that check aborted work leaves the
+        engine."""
         ...
 
     def shutdown(self) -> None:

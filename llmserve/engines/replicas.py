@@ -72,8 +72,9 @@ class ReplicatedEngine:
 
     @contextmanager
     def _holding(self, replica: Replica, prompts: int) -> Iterator[None]:
-        """Counts `prompts` on `replica` while the block runs; a failure of a replica that
-        died becomes EngineDead naming it (its requests fail fast, the others serve on)."""
+        """Counts `prompts` (prompts x n: the sequences it decodes) on `replica` while the
+        block runs; a failure of a replica that died becomes EngineDead naming it (its
+        requests fail fast, the others serve on)."""
         replica.load += prompts
         replica.served += prompts
         try:
@@ -97,7 +98,7 @@ class ReplicatedEngine:
         offset: int = 0,
     ) -> Generation:
         """`prompts` (the list's items from `offset` on) generated on `replica`."""
-        with self._holding(replica, len(prompts)):
+        with self._holding(replica, len(prompts) * (sampling.n if sampling else 1)):
             try:
                 return await replica.engine.generate(prompts, sampling)
             except PromptTooLong as exc:  # name the prompt by its place in the whole list
@@ -132,7 +133,7 @@ class ReplicatedEngine:
         self, prompt: Prompt, sampling: Sampling | None = None
     ) -> AsyncIterator[Delta]:
         replica = self._least_loaded()
-        with self._holding(replica, 1):
+        with self._holding(replica, sampling.n if sampling else 1):
             iterator = replica.engine.stream(prompt, sampling)
             try:
                 async for delta in iterator:
@@ -216,11 +217,12 @@ def merge(parts: Sequence[Generation]) -> Generation:
         prompt_logprobs=_joined(
             [p.prompt_logprobs for p in parts], [len(p.texts) for p in parts]
         ),
+        n=parts[0].n,  # slices of whole prompts: each part has the request's n choices
     )
 
 
 def _joined(rows: list[list[TokenLogprobs | None] | None], sizes: list[int]) -> Any:
-    """Per-prompt token lists of consecutive slices as one list (None where none asked)."""
+    """Per-choice token lists of consecutive slices as one list (None where none asked)."""
     if all(row is None for row in rows):
         return None
     return [t for row, n in zip(rows, sizes, strict=True) for t in (row or [None] * n)]

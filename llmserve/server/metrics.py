@@ -117,9 +117,10 @@ class MeteredEngine:
         finally:
             running.dec(len(prompts))
         e2e = time.perf_counter() - start
-        for prompt, output, reason in zip(result.prompt_tokens, result.completion_tokens,
-                                          result.finish_reasons, strict=True):  # fmt: skip
-            self.metrics.finished(self.label, prompt, output, reason, result.ttft_seconds, e2e)
+        for choice in result.choices:  # a prompt's tokens counted once, not once per choice
+            prompt = choice.prompt_tokens if choice.index % result.n == 0 else 0
+            self.metrics.finished(self.label, prompt, choice.completion_tokens,
+                                  choice.finish_reason, result.ttft_seconds, e2e)  # fmt: skip
         return result
 
     async def stream(
@@ -128,9 +129,9 @@ class MeteredEngine:
         waiting = self.metrics.waiting.labels(*self.labels)
         running = self.metrics.running.labels(*self.labels)
         itl = self.metrics.itl.labels(*self.labels)
-        start = last = time.perf_counter()
+        start = last_time = time.perf_counter()
         ttft: float | None = None
-        delta = Delta("", 0, 0)
+        last: dict[int, Delta] = {}  # each choice's latest delta (n > 1: several)
         waiting.inc()
         gauge = waiting
         try:
@@ -142,14 +143,19 @@ class MeteredEngine:
                     gauge = running
                     gauge.inc()
                 elif delta.output_tokens:
-                    itl.observe(now - last)
-                last = now
+                    itl.observe(now - last_time)
+                last_time = now
+                last[delta.index] = delta
                 yield delta
         finally:
             gauge.dec()
             e2e = time.perf_counter() - start
-            self.metrics.finished(self.label, delta.prompt_tokens, delta.output_tokens,
-                                  delta.finish_reason, ttft, e2e)  # fmt: skip
+            prompt_tokens = max((d.prompt_tokens for d in last.values()), default=0)
+            for index in range(sampling.n if sampling else 1):  # the prompt counted once
+                delta = last.get(index, Delta("", 0, 0))
+                self.metrics.finished(self.label, 0 if index else prompt_tokens,
+                                      delta.output_tokens, delta.finish_reason, ttft,
+                                      e2e)  # fmt: skip
 
 
 router = APIRouter()

@@ -50,15 +50,18 @@ def postprocess(texts: list[str], shaping: ShapingSettings) -> list[str]:
     ]
 
 
-def merge(parts: list[tuple[list[int], Generation]], count: int) -> Generation:
-    """One Generation in the original order from per-group generations."""
+def merge(parts: list[tuple[list[int], Generation]], prompts: int, n: int = 1) -> Generation:
+    """One Generation in the original order from per-group generations (each group's
+    `indices` are prompts; each prompt has `n` choices)."""
+    count = prompts * n
     texts: list[str] = [""] * count
     prompt_tokens = [0] * count
     completion_tokens = [0] * count
     finish_reasons: list[str | None] = [None] * count
     logprobs: list[TokenLogprobs | None] = [None] * count
     prompt_logprobs: list[TokenLogprobs | None] = [None] * count
-    for indices, result in parts:
+    for prompt_indices, result in parts:
+        indices = [p * n + i for p in prompt_indices for i in range(n)]
         for position, index in enumerate(indices):
             texts[index] = result.texts[position]
             prompt_tokens[index] = result.prompt_tokens[position]
@@ -80,6 +83,7 @@ def merge(parts: list[tuple[list[int], Generation]], count: int) -> Generation:
         prompt_logprobs=prompt_logprobs
         if any(r.prompt_logprobs is not None for _, r in parts)
         else None,
+        n=n,
     )
 
 
@@ -106,5 +110,5 @@ async def shaped_generate(
         for limit, indices in groups.items()
     ]
     results = await asyncio.gather(*calls)
-    merged = merge(list(zip(groups.values(), results, strict=True)), len(prompts))
+    merged = merge(list(zip(groups.values(), results, strict=True)), len(prompts), sampling.n)
     return dataclasses.replace(merged, texts=postprocess(merged.texts, shaping))

@@ -127,8 +127,16 @@ class LlamaCppEngine(RendererTokenizer):
 
 
     def _request(
-        self, ids: list[int], sampling: Sampling, queue: asyncio.Queue[Delta | BaseException]
+        self,
+        ids: list[int],
+        sampling: Sampling,
+        queue: asyncio.Queue[Delta | BaseException],
+        index: int = 0,
     ) -> Request:
+        """Choice `index` of `sampling.n` for prompt `ids`. llama.cpp has no parallel
+        sampling: each choice is a request of its own, drawn with Sampling.choice(index) (a
+        seed of seed + index: the choices differ, and the same request gives the same
+        choices again; vLLM seeds its parallel samples the same way)."""
         loop = asyncio.get_running_loop()
 
         def emit(item: Delta | BaseException) -> None:
@@ -140,23 +148,29 @@ class LlamaCppEngine(RendererTokenizer):
 
         return Request(
             prompt_ids=ids,
-            sampling=sampling,
+            sampling=sampling.choice(index),
             # max_tokens 0 (score the prompt only): one token is generated and left out.
             max_tokens=min(max(sampling.max_tokens, 1), self.max_model_len - len(ids)),
             emit=emit,
             decode_text=self.decode_text,
             grammar=checked_gbnf(self.lib, self.loop.vocab, sampling.structured),
+            index=index,
         )
 
-    async def _deltas(self, request: Request, queue: asyncio.Queue[Any]) -> AsyncIterator[Delta]:
-        self.loop.submit(request)
-        while True:
+    async def _deltas(
+        self, requests: list[Request], queue: asyncio.Queue[Any]
+    ) -> AsyncIterator[Delta]:
+        """The deltas of `requests` (one prompt's choices, sharing `queue`) as they come,
+        until every one finished."""
+        for request in requests:
+            self.loop.submit(request)
+        running = len(requests)
+        while running:
             item = await queue.get()
             if isinstance(item, BaseException):
                 raise EngineDead(f"the llama.cpp decode loop died: {item!r}") from item
             yield item
-            if item.finished:
-                return
+            running -= item.finished
 
     async def stream(
         self, prompt: Prompt, sampling: Sampling | None = None
@@ -165,22 +179,24 @@ class LlamaCppEngine(RendererTokenizer):
         (ids,) = await asyncio.to_thread(self.renderer.token_ids, [prompt])
         self._check([ids])
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        request = self._request(ids, sampling, queue)
+        requests = [self._request(ids, sampling, queue, i) for i in range(sampling.n)]
         try:
-            async for delta in self._deltas(request, queue):
+            async for delta in self._deltas(requests, queue):
                 yield delta
-        finally:  # closing or cancelling the stream frees the sequence slot
-            self.loop.cancel(request)
+        finally:  # closing or cancelling the stream frees the sequence slots
+            for request in requests:
+                self.loop.cancel(request)
 
     async def _collect(
-        self, ids: list[int], sampling: Sampling, marks: dict[str, float]
+        self, ids: list[int], sampling: Sampling, marks: dict[str, float], index: int
     ) -> tuple[Delta, Request]:
+        """Choice `index` of prompt `ids`, whole."""
         queue: asyncio.Queue[Any] = asyncio.Queue()
         text: list[str] = []
         last = Delta("", 0, len(ids))
-        request = self._request(ids, sampling, queue)
+        request = self._request(ids, sampling, queue, index)
         try:
-            async for delta in self._deltas(request, queue):
+            async for delta in self._deltas([request], queue):
                 if delta.output_tokens and "first" not in marks:
                     marks["first"] = time.perf_counter()
                 text.append(delta.text)
@@ -215,7 +231,10 @@ class LlamaCppEngine(RendererTokenizer):
         checked_gbnf(self.lib, self.loop.vocab, sampling.structured)
         marks: dict[str, float] = {}
         start = time.perf_counter()
-        results = await asyncio.gather(*(self._collect(i, sampling, marks) for i in ids))
+        results = await asyncio.gather(*(
+            self._collect(prompt_ids, sampling, marks, choice)
+            for prompt_ids in ids for choice in range(sampling.n)
+        ))  # fmt: skip
         end = time.perf_counter()
         done = [d for d, _ in results]
         scored_only = sampling.max_tokens == 0  # the one generated token is not the answer
@@ -229,6 +248,7 @@ class LlamaCppEngine(RendererTokenizer):
             ttft_seconds=marks["first"] - start if "first" in marks else None,
             logprobs=None if sampling.logprobs is None else [a for a, _ in pairs],
             prompt_logprobs=None if sampling.prompt_logprobs is None else [p for _, p in pairs],
+            n=sampling.n,
         )
 
     def facts(self) -> dict[str, Any]:

@@ -59,6 +59,7 @@ class Request:
     emit: Callable[[Delta | BaseException], None]  # thread-safe: to the asyncio side
     decode_text: Callable[[list[int]], str]
     grammar: str | None = None  # GBNF, already parsed once by llama.cpp (grammar.py)
+    index: int = 0  # the choice it draws (Delta.index), of its request's Sampling.n
     cancelled: bool = False
     done: bool = False  # the last delta was emitted (set before it is)
     slot: int = -1
@@ -108,7 +109,7 @@ class Request:
 
     def _send(self, text: str, reason: str | None) -> None:
         self.sent_chars += len(text)
-        self.emit(Delta(text, len(self.output_ids), len(self.prompt_ids), reason))
+        self.emit(Delta(text, len(self.output_ids), len(self.prompt_ids), reason, self.index))
 
 
 def token_piece_decoder(llama_cpp: Any, vocab: Any) -> Callable[[list[int]], str]:

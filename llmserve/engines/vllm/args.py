@@ -136,8 +136,10 @@ def speculative_config(settings: Settings) -> dict[str, Any] | None:
 
 
 def sampling_kwargs(sampling: Sampling) -> dict[str, Any]:
-    """SamplingParams keywords (without max_tokens, which depends on the prompt's length)."""
+    """SamplingParams keywords (without max_tokens, which depends on the prompt's length).
+    n > 1: vLLM V1's parallel sampling (one child request per choice, seeded seed + i)."""
     return {
+        "n": sampling.n,
         "temperature": sampling.temperature,
         "top_p": sampling.top_p,
         "top_k": sampling.top_k,

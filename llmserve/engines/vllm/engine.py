@@ -36,6 +36,14 @@ from llmserve.settings import Settings
 TOKENIZE_CHUNK = 64  # prompts of a list templated and tokenized per step (see generate)
 
 
+def copies(sampling: Sampling) -> int:
+    """How many choices each answer vLLM samples stands for: n when greedy, else 1. vLLM
+    refuses n > 1 at temperature 0 ("n must be 1 when using greedy sampling"), but OpenAI's
+    API serves it, and this service's default temperature is 0: n greedy choices are one
+    greedy answer, so vLLM generates it once and it is copied to the n choices."""
+    return sampling.n if sampling.temperature == 0 else 1
+
+
 class VllmEngine(RendererTokenizer):
     """One vLLM AsyncLLM: continuous batching, so concurrent calls are never serialized."""
 
@@ -84,7 +92,8 @@ class VllmEngine(RendererTokenizer):
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
-        base = {**sampling_kwargs(sampling), **structured_params(sampling.structured)}
+        base = {**sampling_kwargs(sampling), **structured_params(sampling.structured),
+                "n": sampling.n // copies(sampling)}  # fmt: skip
         kind = RequestOutputKind.DELTA if delta else RequestOutputKind.FINAL_ONLY
         # max_tokens 0 (score the prompt only): vLLM generates at least one token; generate
         # one and leave it out of the answer (generate() drops it).
@@ -104,9 +113,9 @@ class VllmEngine(RendererTokenizer):
     def _decode(self, token_id: int) -> str:
         return str(self.renderer.tokenizer.decode([token_id]))
 
-    def _logprobs(self, output: Any, sampling: Sampling) -> tuple[Any, Any]:
-        """The answer's and the prompt's TokenLogprobs, where `sampling` asked for them."""
-        completion = output.outputs[0]
+    def _logprobs(self, output: Any, completion: Any, sampling: Sampling) -> tuple[Any, Any]:
+        """One choice's (`completion` of `output`) and its prompt's TokenLogprobs, where
+        `sampling` asked for them."""
         keep = len(completion.token_ids) if sampling.max_tokens else 0
         answer: TokenLogprobs | None = None
         prompt: TokenLogprobs | None = None
@@ -163,20 +172,22 @@ class VllmEngine(RendererTokenizer):
         seconds = time.perf_counter() - start
         latencies = [o.metrics.first_token_latency for o in outputs if o.metrics is not None]
         scored_only = sampling.max_tokens == 0  # the one generated token is not the answer
-        pairs = [self._logprobs(o, sampling) for o in outputs]
+        # n > 1: vLLM gathers a prompt's n choices in one final output (ordered by index).
+        choices = [
+            (o, c) for o in outputs for c in sorted(o.outputs, key=lambda c: c.index)
+            for _ in range(copies(sampling))
+        ]  # fmt: skip
+        pairs = [self._logprobs(o, c, sampling) for o, c in choices]
         return Generation(
-            texts=["" if scored_only else o.outputs[0].text for o in outputs],
-            prompt_tokens=[len(o.prompt_token_ids or ()) for o in outputs],
-            completion_tokens=[
-                0 if scored_only else len(o.outputs[0].token_ids) for o in outputs
-            ],
-            finish_reasons=[
-                "length" if scored_only else o.outputs[0].finish_reason for o in outputs
-            ],
+            texts=["" if scored_only else c.text for _, c in choices],
+            prompt_tokens=[len(o.prompt_token_ids or ()) for o, _ in choices],
+            completion_tokens=[0 if scored_only else len(c.token_ids) for _, c in choices],
+            finish_reasons=["length" if scored_only else c.finish_reason for _, c in choices],
             engine_seconds=seconds,
             ttft_seconds=min(latencies) if latencies else None,
             logprobs=None if sampling.logprobs is None else [a for a, _ in pairs],
             prompt_logprobs=None if sampling.prompt_logprobs is None else [p for _, p in pairs],
+            n=sampling.n,
         )
 
     async def _one(self, prompt_ids: list[int], params: Any, lora: Any) -> Any:
@@ -193,14 +204,17 @@ class VllmEngine(RendererTokenizer):
     async def stream(
         self, prompt: Prompt, sampling: Sampling | None = None
     ) -> AsyncIterator[Delta]:
-        """One request's text as vLLM detokenizes it (DELTA outputs); the last delta carries
-        the finish reason. Closing the iterator early, or cancelling it, aborts the request."""
+        """One request's text as vLLM detokenizes it (DELTA outputs); each choice's last delta
+        carries its finish reason (n > 1: vLLM streams each child's outputs as they come,
+        tagged with the choice's index). Closing the iterator early, or cancelling it, aborts
+        the request (all its choices)."""
         sampling = sampling or self.sampling
         params = self._params(sampling, delta=True)
         lora = lora_request(self.settings, sampling.adapter)
         (prompt_ids,) = await asyncio.to_thread(self.renderer.token_ids, [prompt])
         self._check_length(0, prompt_ids)
-        generated = 0
+        vllm_n = sampling.n // copies(sampling)  # the choices vLLM samples (1 when greedy)
+        generated = [0] * vllm_n
         request = self.llm.generate(
             {"prompt_token_ids": prompt_ids},
             params(prompt_ids),
@@ -212,14 +226,16 @@ class VllmEngine(RendererTokenizer):
             # request in the engine (rather than whenever the generator is collected).
             async with aclosing(request) as outputs:
                 async for output in outputs:
-                    completion = output.outputs[0]
-                    generated += len(completion.token_ids)
-                    yield Delta(
-                        text=completion.text,
-                        output_tokens=generated,
-                        prompt_tokens=len(prompt_ids),
-                        finish_reason=completion.finish_reason if output.finished else None,
-                    )
+                    for completion in output.outputs:
+                        generated[completion.index] += len(completion.token_ids)
+                        for index in range(completion.index, sampling.n, vllm_n):
+                            yield Delta(
+                                text=completion.text,
+                                output_tokens=generated[completion.index],
+                                prompt_tokens=len(prompt_ids),
+                                finish_reason=completion.finish_reason,
+                                index=index,
+                            )
         except Exception as error:
             self._raise_if_dead(error)
             refused = refusal(sampling.structured, error)

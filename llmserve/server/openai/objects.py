@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmserve.engines.base import Generation, TokenLogprobs
+from llmserve.engines.base import Choice, Generation, TokenLogprobs
 from llmserve.server.openai import logprobs as shapes
 
 
@@ -21,7 +21,8 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
 
 
 def generation_usage(result: Generation) -> dict[str, int]:
-    return usage(sum(result.prompt_tokens), sum(result.completion_tokens))
+    """All choices' tokens; each prompt's counted once (OpenAI's and vLLM's usage)."""
+    return usage(result.input_tokens, result.output_tokens)
 
 
 @dataclass(frozen=True)
@@ -49,55 +50,59 @@ class Answer:
         logprobs: bool = False,
         top_logprobs: int = 0,
     ) -> dict[str, Any]:
-        """The whole answer: chat.completion (one choice) or text_completion (one per prompt).
-        Completions: `echo`, the prompts' texts put before the answers (with their tokens'
-        logprobs first in `logprobs`, which asks for the legacy logprobs object). Chat:
-        `logprobs` asks for chat's logprobs object with `top_logprobs` alternatives."""
+        """The whole answer: chat.completion (n choices) or text_completion (n per prompt;
+        choice prompt_index * n + i). Completions: `echo`, the prompts' texts put before the
+        answers (with their tokens' logprobs first in `logprobs`, which asks for the legacy
+        logprobs object). Chat: `logprobs` asks for chat's logprobs object with
+        `top_logprobs` alternatives."""
         if self.chat:
             choices = [
-                {"index": 0, "message": {"role": "assistant", "content": result.texts[0]},
-                 "logprobs": shapes.chat(self._tokens(result, 0, False), top_logprobs)
-                 if logprobs else None,
-                 "finish_reason": result.finish_reasons[0] or "stop"}
+                {"index": c.index, "message": {"role": "assistant", "content": c.text},
+                 "logprobs": shapes.chat(c.logprobs or [], top_logprobs) if logprobs else None,
+                 "finish_reason": c.finish_reason or "stop"}
+                for c in result.choices
             ]  # fmt: skip
             body = self._object("chat.completion", choices)
         else:
             choices = [
-                {"index": i, "text": (echo[i] if echo else "") + text,
-                 "logprobs": shapes.legacy(self._tokens(result, i, echo is not None))
+                {"index": c.index, "text": (echo[c.prompt_index] if echo else "") + c.text,
+                 "logprobs": shapes.legacy(self._tokens(c, echo is not None))
                  if logprobs else None,
-                 "finish_reason": reason or "stop"}
-                for i, (text, reason) in enumerate(
-                    zip(result.texts, result.finish_reasons, strict=True)
-                )
+                 "finish_reason": c.finish_reason or "stop"}
+                for c in result.choices
             ]  # fmt: skip
             body = self._object("text_completion", choices)
         return {**body, "usage": generation_usage(result)}
 
     @staticmethod
-    def _tokens(result: Generation, index: int, echo: bool) -> TokenLogprobs:
+    def _tokens(choice: Choice, echo: bool) -> TokenLogprobs:
         """The tokens a completion choice's logprobs list: the echoed prompt's, then the
         answer's."""
-        prompt = result.prompt_logprobs[index] if echo and result.prompt_logprobs else None
-        answer = result.logprobs[index] if result.logprobs else None
-        return [*(prompt or []), *(answer or [])]
+        prompt = choice.prompt_logprobs if echo else None
+        return [*(prompt or []), *(choice.logprobs or [])]
 
     def chunk(
-        self, text: str | None = None, finish_reason: str | None = None, role: bool = False
+        self,
+        text: str | None = None,
+        finish_reason: str | None = None,
+        role: bool = False,
+        index: int = 0,
     ) -> dict[str, Any]:
-        """One streamed step: chat.completion.chunk (a delta) or text_completion (text)."""
+        """One streamed step of choice `index`: chat.completion.chunk (a delta) or
+        text_completion (text)."""
         if self.chat:
             delta: dict[str, Any] = {"role": "assistant"} if role else {}
             if text is not None:
                 delta["content"] = text
-            choice = {"index": 0, "delta": delta, "logprobs": None,
+            choice = {"index": index, "delta": delta, "logprobs": None,
                       "finish_reason": finish_reason}  # fmt: skip
             return self._object("chat.completion.chunk", [choice])
-        choice = {"index": 0, "text": text or "", "logprobs": None,
+        choice = {"index": index, "text": text or "", "logprobs": None,
                   "finish_reason": finish_reason}  # fmt: skip
         return self._object("text_completion", [choice])
 
     def usage_chunk(self, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
-        """stream_options.include_usage: the last chunk before [DONE], with no choices."""
+        """stream_options.include_usage: the last chunk before [DONE], with no choices (all
+        choices' completion tokens)."""
         kind = "chat.completion.chunk" if self.chat else "text_completion"
         return {**self._object(kind, []), "usage": usage(prompt_tokens, completion_tokens)}

@@ -36,7 +36,6 @@ def inline(schema: Any, defs: JSON) -> Any:
 
 # Values valid in OpenAI's API that this server refuses with a 400 naming the field.
 SERVED_ONLY: dict[str, JSON] = {
-    "n": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 1}, {"type": "null"}]},
     "best_of": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 1}, {"type": "null"}]},
 }
 NULL: JSON = {"type": "null"}

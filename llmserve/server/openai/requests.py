@@ -4,8 +4,8 @@ Strict types (no "0.5" for a number, no 1 for a boolean, no 1.5 for an integer; 
 the integer 604, as JSON Schema counts it and as schemathesis sends it), finite
 numbers, OpenAI's ranges. Fields OpenAI clients send that do not change the answer (user,
 metadata, ...) and fields unknown here are ignored; those that would change it and are not
-supported (n > 1, logprobs or echo with stream, best_of > 1) are refused by
-name, as is text no tokenizer accepts (an unpaired surrogate).
+supported (logprobs or echo with stream, best_of > 1) are refused by name, as is text no
+tokenizer accepts (an unpaired surrogate).
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ MAX_SEED = 2**53 - 1
 # The most alternatives per token `logprobs` asks for: vLLM's default max_logprobs (20),
 # above which its engine refuses the request.
 MAX_LOGPROBS = 20
+# The most choices `n` asks for per prompt: OpenAI's own limit (128). A request's choices
+# (its prompts x n) must also fit MAX_WAITING_PROMPTS, else it could never be admitted.
+MAX_N = 128
 
 
 def _tokenizable(text: str) -> str:
@@ -114,17 +117,16 @@ class Common(Strict):
     ignore_eos: bool | None = Field(
         None, description="vLLM's extension: generate max_tokens even past end-of-sequence."
     )
-    n: AtLeast1 | None = Field(None, description="Only 1 is served: more is a 400.")
+    n: Annotated[int, Field(ge=1, le=MAX_N), Integral] | None = Field(
+        None,
+        description=f"Choices per prompt (at most {MAX_N}), sampled independently; "
+        "`seed` makes them repeatable.",
+    )
     stream: bool = False
     stream_options: StreamOptions | None = None
 
     def output_limit(self) -> int | None:
         return self.max_tokens
-
-    def unsupported(self) -> None:
-        """OpenAIError for a field whose value is valid but not served."""
-        if self.n is not None and self.n > 1:
-            raise OpenAIError(400, f"n={self.n} is not supported: one choice per request", "n")
 
     def sampling(self, defaults: Sampling, max_model_len: int) -> Sampling:
         """The service's defaults with this request's values on top."""
@@ -138,7 +140,7 @@ class Common(Strict):
             changes["max_tokens"] = min(limit, max_model_len)
         for name in (
             "temperature", "top_p", "frequency_penalty", "presence_penalty",
-            "repetition_penalty", "seed", "ignore_eos",
+            "repetition_penalty", "seed", "ignore_eos", "n",
         ):  # fmt: skip
             value = getattr(self, name)
             if value is not None:

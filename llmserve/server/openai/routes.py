@@ -103,10 +103,15 @@ async def respond(
     sampling = sampling.replace(
         adapter=adapter_for(service, answer.model), structured=structured
     )
+    choices = len(prompts) * sampling.n  # what the engine decodes, and admission counts
+    limit = service.settings.max_waiting_prompts
+    if choices > limit:  # it could never be admitted: not a 503 to retry
+        raise OpenAIError(400, f"{len(prompts)} prompt(s) x n={sampling.n} make {choices} "
+                          f"choices; at most {limit} (MAX_WAITING_PROMPTS)", "n")  # fmt: skip
     timeout = service.settings.request_timeout
     try:
         with ExitStack() as admission:
-            admission.enter_context(service.admit(len(prompts)))
+            admission.enter_context(service.admit(choices))
             if body.stream:  # shaping: only the budget hint (no post-processing of a stream)
                 prompt = hinted(prompts[0], sampling.max_tokens, service.settings)
                 return await start_stream(
@@ -135,7 +140,8 @@ def complete(answer: Answer, body: Common, prompts: list[Prompt], result: Genera
         return answer.complete(result)
     echo: list[str] | None = None
     if body.echo:
-        rows = result.prompt_logprobs or [None] * len(prompts)
+        # per prompt: its first choice's (all n choices of a prompt share its tokens)
+        rows = (result.prompt_logprobs or [])[:: result.n] or [None] * len(prompts)
         echo = [
             p.text if isinstance(p, RawText) else "".join(t.token for t in row or [])
             for p, row in zip(prompts, rows, strict=True)
@@ -168,5 +174,6 @@ async def start_stream(
         finally:
             held.close()
 
-    body_events = events(answer, first, stream, engine, body.include_usage, deadline)
+    body_events = events(answer, first, stream, engine, body.include_usage, deadline,
+                         sampling.n)  # fmt: skip
     return EventStream(body_events, cleanup)

@@ -59,26 +59,36 @@ async def events(
     engine: Engine,
     include_usage: bool,
     deadline: float | None,
+    n: int = 1,
 ) -> AsyncIterator[str]:
-    """The chunks of one streamed answer, starting from its already read first delta. Past
-    `deadline` (loop time; REQUEST_TIMEOUT) or on an engine failure: an error event, then
-    [DONE]."""
+    """The chunks of one streamed answer of `n` choices, starting from its already read first
+    delta: each chunk names its choice (`index`), and each choice gets its own finishing
+    chunk. Past `deadline` (loop time; REQUEST_TIMEOUT) or on an engine failure: an error
+    event, then [DONE]."""
     if answer.chat:
-        yield event(answer.chunk("", role=True))
+        for index in range(n):
+            yield event(answer.chunk("", role=True, index=index))
     delta = first
-    prompt_tokens = completion_tokens = 0
+    last: dict[int, Delta] = {}  # each choice's latest delta: its running token counts
+    finished: set[int] = set()
     try:
         while delta is not None:
-            prompt_tokens, completion_tokens = delta.prompt_tokens, delta.output_tokens
+            last[delta.index] = delta
             if delta.text:
-                yield event(answer.chunk(delta.text))
+                yield event(answer.chunk(delta.text, index=delta.index))
             if delta.finished:
-                break
+                finished.add(delta.index)
+                yield event(answer.chunk(finish_reason=delta.finish_reason, index=delta.index))
+                if len(finished) == n:
+                    break
             async with asyncio.timeout_at(deadline):
                 delta = await next_delta(stream)
-        reason = delta.finish_reason if delta is not None else "stop"
-        yield event(answer.chunk(finish_reason=reason))
+        for index in range(n):  # the engine's stream ended without finishing these
+            if index not in finished:
+                yield event(answer.chunk(finish_reason="stop", index=index))
         if include_usage:
+            prompt_tokens = max((d.prompt_tokens for d in last.values()), default=0)
+            completion_tokens = sum(d.output_tokens for d in last.values())
             yield event(answer.usage_chunk(prompt_tokens, completion_tokens))
     except TimeoutError:
         yield event(error_body(504, "request took longer than REQUEST_TIMEOUT; aborted"))

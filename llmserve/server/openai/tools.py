@@ -130,14 +130,14 @@ class ToolMode:
             return None
 
     def complete(self, body: dict[str, Any]) -> dict[str, Any]:
-        """A chat.completion whose message carries tool_calls instead of content."""
-        choice = body["choices"][0]
-        calls = self.calls(choice["message"]["content"])
-        if calls is None:
-            return body
-        choice["message"] = {"role": "assistant", "content": None, "tool_calls": calls}
-        if self.name is None:
-            choice["finish_reason"] = "tool_calls"
+        """A chat.completion whose messages carry tool_calls instead of content."""
+        for choice in body["choices"]:
+            calls = self.calls(choice["message"]["content"])
+            if calls is None:
+                continue
+            choice["message"] = {"role": "assistant", "content": None, "tool_calls": calls}
+            if self.name is None:
+                choice["finish_reason"] = "tool_calls"
         return body
 
 
@@ -147,7 +147,8 @@ class ToolAnswer(Answer):
     calls whole in the finishing chunk (their list must be complete to be split)."""
 
     mode: ToolMode | None = None
-    seen: list[str] = field(default_factory=list)  # the text so far (mutable record)
+    # The text so far of each choice (mutable record; n > 1 streams several).
+    seen: dict[int, list[str]] = field(default_factory=dict)
 
     def complete(
         self,
@@ -160,26 +161,31 @@ class ToolAnswer(Answer):
         return body if self.mode is None else self.mode.complete(body)
 
     def chunk(
-        self, text: str | None = None, finish_reason: str | None = None, role: bool = False
+        self,
+        text: str | None = None,
+        finish_reason: str | None = None,
+        role: bool = False,
+        index: int = 0,
     ) -> dict[str, Any]:
         if self.mode is None or role or (text is None and finish_reason is None):
-            return super().chunk(text, finish_reason, role)
-        body = super().chunk(None, finish_reason, role)
+            return super().chunk(text, finish_reason, role, index)
+        body = super().chunk(None, finish_reason, role, index)
         delta = body["choices"][0]["delta"]
+        seen = self.seen.setdefault(index, [])
         if text:
             if self.mode.name is not None:
                 call: dict[str, Any] = {"index": 0, "function": {"arguments": text}}
-                if not self.seen:
+                if not seen:
                     call = {**_call(self.mode.name, text), "index": 0}
                 delta["tool_calls"] = [call]
-            self.seen.append(text)
+            seen.append(text)
         elif finish_reason is not None and self.mode.name is None:
-            calls = self.mode.calls("".join(self.seen))
+            calls = self.mode.calls("".join(seen))
             if calls is not None:
                 delta["tool_calls"] = [{**c, "index": i} for i, c in enumerate(calls)]
                 body["choices"][0]["finish_reason"] = "tool_calls"
             else:
-                delta["content"] = "".join(self.seen)
+                delta["content"] = "".join(seen)
         return body
 
 
