@@ -83,7 +83,8 @@ def request_schema(model: type[Strict], model_names: list[str], max_prompts: int
     schema["allOf"] = conditions
     for option in properties.get("prompt", {}).get("anyOf", []):
         if option.get("type") == "array":  # a list prompt: at most MAX_BATCH_PROMPTS
-            option["maxItems"] = max_prompts
+            if option.get("items", {}).get("type") != "integer":  # token ids are one prompt
+                option["maxItems"] = max_prompts
             # and streamed only alone (the route's 400 for stream=true with a list)
             schema["if"] = {"properties": {"stream": {"const": True}}, "required": ["stream"]}
             schema["then"] = {"properties": {"prompt": {"type": "string"}}}
