@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmserve.harness.records import append_jsonl, read_jsonl, write_atomic
+from llmserve.records import append_jsonl, read_jsonl, write_atomic
 
 
 @dataclass(frozen=True)
