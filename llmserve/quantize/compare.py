@@ -200,18 +200,21 @@ def step(name: str) -> Iterator[None]:
         raise StepFailed(f"{name}: {type(error).__name__}: {error}") from error
 
 
-def run_gsm8k(url: str, args: argparse.Namespace, details: Path) -> dict[str, Any]:
+def run_gsm8k(url: str, gsm8k: Path, details: Path, *, shots: int, limit: int | None,
+              batch_size: int) -> dict[str, Any]:
+    """Score the server at `url` on the GSM8K file `gsm8k` (`limit` problems at most, `shots`
+    few-shot examples, `batch_size` prompts per /predict list); each answer goes to `details`
+    as it arrives. Returns strict and flexible accuracy, n, shots and the examples' indices."""
     from llmserve.harness.client import predict_sync
     from llmserve.quantize.gsm8k import build_prompt, load_problems, score, split_shots
     from llmserve.records import JsonlWriter, write_atomic
 
-    examples, problems = split_shots(load_problems(args.gsm8k), args.gsm8k_shots,
-                                     args.gsm8k_limit)
+    examples, problems = split_shots(load_problems(gsm8k), shots, limit)
     responses: list[str] = []
     details.unlink(missing_ok=True)
     with JsonlWriter(details) as file:
-        for start in range(0, len(problems), args.batch_size):
-            chunk = problems[start : start + args.batch_size]
+        for start in range(0, len(problems), batch_size):
+            chunk = problems[start : start + batch_size]
             answers = predict_sync(url, [build_prompt(p, examples) for p in chunk],
                                    timeout=3600.0).responses
             responses += answers
@@ -221,7 +224,7 @@ def run_gsm8k(url: str, args: argparse.Namespace, details: Path) -> dict[str, An
     # The same lines again, now with the extractions.
     write_atomic(details, "".join(json.dumps(item, ensure_ascii=False) + "\n"
                                   for item in result.pop("items")))
-    return {**result, "shots": args.gsm8k_shots,
+    return {**result, "shots": shots,
             "shot_indices": [e.index for e in examples]}
 
 
@@ -286,7 +289,9 @@ def evaluate(name: str, path: Path, args: argparse.Namespace, out: Path) -> dict
                                             progress=sys.stderr.isatty()))
             if args.gsm8k_limit:
                 with step("gsm8k"):
-                    gsm = run_gsm8k(url, args, out / "gsm8k" / f"{name}.jsonl")
+                    gsm = run_gsm8k(url, args.gsm8k, out / "gsm8k" / f"{name}.jsonl",
+                                    shots=args.gsm8k_shots, limit=args.gsm8k_limit,
+                                    batch_size=args.batch_size)
                     row.update(gsm8k_strict=gsm["strict"], gsm8k_flexible=gsm["flexible"],
                                gsm8k_n=gsm["n"], gsm8k_shots=gsm["shots"])
             with step("speed"):
