@@ -50,6 +50,10 @@ class ServerError(LlmserveError):
     exit_code = ExitCode.SERVER
 
 
+class ModelNotFound(LlmserveError):
+    """No checkpoint (or bundled GGUF) where the settings point."""
+
+
 def exit_code_table() -> str:
     """docs/exit-codes.md's table (markdown), from the enum above."""
     rows = ["| Code | Meaning |", "| --- | --- |"]

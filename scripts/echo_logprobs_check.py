@@ -21,12 +21,12 @@ import httpx
 import torch
 from transformers import AutoModelForCausalLM
 
+from llmserve.dataset import load_items
 from llmserve.harness.launch import start_service
 from llmserve.harness.metadata import hardware
-from llmserve.harness.records import write_json
-from llmserve.judge.data import load_items
 from llmserve.model import resolve_model_dir
 from llmserve.paths import DATA_JSONL
+from llmserve.records import write_json
 from llmserve.settings import load_settings
 
 ENV = {"DTYPE": "float32", "ENFORCE_EAGER": "1", "MAX_MODEL_LEN": "1024", "HF_HUB_OFFLINE": "1",

@@ -10,8 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from llmserve.harness.launch import ServerProcess, start_service
+from llmserve.harness.launch import start_service
 from llmserve.harness.metadata import hardware
+from llmserve.process import ServerProcess
 
 
 def pytest_report_header() -> list[str]:

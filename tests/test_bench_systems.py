@@ -20,8 +20,8 @@ from llmserve.bench.runner import Plan, Runner
 from llmserve.bench.systems import Context, Transformers, WorkerSystem
 from llmserve.bench.workload import PromptMaker
 from llmserve.engines.render import PromptRenderer
-from llmserve.errors import LlmserveError
-from llmserve.model import ModelNotFound, resolve_model_dir
+from llmserve.errors import LlmserveError, ModelNotFound
+from llmserve.model import resolve_model_dir
 from llmserve.settings import Settings
 
 

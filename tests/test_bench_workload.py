@@ -9,8 +9,8 @@ import pytest
 
 from llmserve.bench.workload import PromptMaker, data_questions, data_slice
 from llmserve.engines.render import PromptRenderer
-from llmserve.errors import LlmserveError
-from llmserve.model import ModelNotFound, resolve_model_dir
+from llmserve.errors import LlmserveError, ModelNotFound
+from llmserve.model import resolve_model_dir
 from llmserve.settings import Settings
 
 

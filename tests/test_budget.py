@@ -9,7 +9,7 @@ import pytest
 
 from llmserve.budget.sweep import Point, points, report, run_sweep
 from llmserve.cli import main as cli_main
-from llmserve.harness.records import read_jsonl
+from llmserve.records import read_jsonl
 
 
 def scripted(calls: list[str]) -> Any:

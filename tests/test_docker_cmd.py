@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from llmserve.harness.launch import ServerProcess, free_port
+from llmserve.process import ServerProcess, free_port
 from tests.conftest import TEST_ENV
 from tests.test_faults import engine_core
 from tests.test_load_faults import LONG_ENV, engine_unfinished, wait_for

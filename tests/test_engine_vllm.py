@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from llmserve.engines.base import ChatMessage, Delta, Engine, Prompt, Sampling
-from llmserve.harness.metadata import cpu_flags, cpu_model
 from llmserve.model import resolve_model_dir
 from llmserve.settings import Settings
+from llmserve.system import cpu_flags, cpu_model
 from tests.conftest import TEST_ENV
 
 pytestmark = pytest.mark.engine

@@ -14,7 +14,7 @@ from llmserve import engines
 from llmserve.engines import ENGINES, UnknownEngine, launch_env, load_engine_factory
 from llmserve.engines.base import ChatMessage, Generation, PromptTooLong, Sampling
 from llmserve.engines.render import PromptRenderer
-from llmserve.engines.vllm import args, cpu_env
+from llmserve.engines.vllm import args, cpu_env, device
 from llmserve.model import resolve_model_dir
 from llmserve.settings import EngineName, Settings
 
@@ -59,8 +59,8 @@ def test_launch_env_without_one(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_cheap_cpu_detection_agrees_with_vllm() -> None:
-    assert args.is_cpu_build({}) == (args.device_type() == "cpu")
-    assert args.is_cpu_build({"VLLM_TARGET_DEVICE": "cpu"})
+    assert device.is_cpu_build({}) == (device.device_type() == "cpu")
+    assert device.is_cpu_build({"VLLM_TARGET_DEVICE": "cpu"})
 
 
 def test_sampling_defaults_overrides_and_checks() -> None:

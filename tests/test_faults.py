@@ -12,7 +12,7 @@ import httpx
 import psutil
 import pytest
 
-from llmserve.harness.launch import ServerFailed
+from llmserve.process import ServerFailed
 from tests.conftest import start_server
 from tests.test_load_faults import LONG_ENV
 

@@ -11,8 +11,8 @@ from gguf import GGUFReader
 from gguf.quants import dequantize
 
 from llmserve.cli import main as cli_main
+from llmserve.gguf.bundled import embedded_gguf, find_embedded_gguf
 from llmserve.gguf.levels import llamacpp_available, make_levels
-from llmserve.model import embedded_gguf, find_embedded_gguf
 
 STEM = "SmolLM2-135M-Instruct"
 

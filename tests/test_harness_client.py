@@ -26,7 +26,7 @@ from llmserve.harness.client import (
     post_predict,
     predict_sync,
 )
-from llmserve.harness.launch import free_port
+from llmserve.process import free_port
 from tests.asgi import read_body, send_json, serve_in_thread
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]

@@ -1,4 +1,4 @@
-"""ClientPool (llmserve/harness/connections.py) over real HTTP against a small uvicorn app: a
+"""ClientPool (llmserve/connections.py) over real HTTP against a small uvicorn app: a
 connection per request in flight, kept alive and lent again, and a client whose request was
 cancelled is closed instead of lent again."""
 
@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from llmserve.harness.connections import ClientPool
+from llmserve.connections import ClientPool
 from tests.asgi import read_body, send_json, serving
 
 IN_FLIGHT = 6

@@ -13,14 +13,8 @@ import pytest
 
 from llmserve.errors import ExitCode
 from llmserve.harness import launch
-from llmserve.harness.launch import (
-    ServerFailed,
-    ServerProcess,
-    free_port,
-    settings_env,
-    start_service,
-    without_settings,
-)
+from llmserve.harness.launch import settings_env, start_service, without_settings
+from llmserve.process import ServerFailed, ServerProcess, free_port
 
 # A parent that serves HTTP and keeps a child alive, as uvicorn keeps its engine workers.
 SERVER = """

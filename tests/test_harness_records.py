@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from llmserve.errors import ExitCode, LlmserveError
-from llmserve.harness.records import (
+from llmserve.records import (
     JsonlWriter,
     append_jsonl,
     atomic_dir,

@@ -8,8 +8,8 @@ from pathlib import Path
 import docx
 import pytest
 
+from llmserve.dataset import load_items, select
 from llmserve.errors import LlmserveError
-from llmserve.judge.data import load_items, select
 
 
 def write_jsonl(path: Path, records: list[object]) -> Path:

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from llmserve.errors import ExitCode, LlmserveError
-from llmserve.harness.records import JsonlWriter
 from llmserve.judge.details import read_details
 from llmserve.judge.gates import check_gates
 from llmserve.judge.stats import summarize
+from llmserve.records import JsonlWriter
 
 
 def record(item_id: str, t_start: float, t_end: float, engine: float | None = None, *,

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from llmserve.errors import ExitCode
-from llmserve.harness.launch import free_port
 from llmserve.judge.cli import main
 from llmserve.judge.runner import DETAILS, SUMMARY, RunConfig, Runner
+from llmserve.process import free_port
 from tests.conftest import write_chat_jsonl
 
 QA = [

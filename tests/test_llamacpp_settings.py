@@ -9,8 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from llmserve.engines import ENGINES
+from llmserve.gguf.bundled import find_embedded_gguf
 from llmserve.judge.tokens import find_tokenizer_dir, load_counter
-from llmserve.model import find_embedded_gguf
 from llmserve.settings import Settings
 
 

@@ -194,7 +194,7 @@ def test_other_tasks_need_completions() -> None:
 
 
 def test_server_down_is_exit_4(tmp_path: Path) -> None:
-    from llmserve.harness.launch import free_port
+    from llmserve.process import free_port
 
     result = lmeval("--url", f"http://127.0.0.1:{free_port()}", "--out", str(tmp_path))
     assert result.returncode == 4, result.stderr

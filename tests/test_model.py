@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from llmserve.download import download, download_plan
-from llmserve.model import DONE_MARKER, ModelNotFound, prepare_embedded, resolve_model_dir
+from llmserve.errors import ModelNotFound
+from llmserve.model import DONE_MARKER, prepare_embedded, resolve_model_dir
 from llmserve.settings import Settings
 
 

@@ -24,10 +24,10 @@ from llmserve.engines.vllm.parallel import (
     parallel_problem,
 )
 from llmserve.errors import LlmserveError
-from llmserve.harness.launch import ServerFailed
 from llmserve.model import served_model_dir
 from llmserve.pad_heads import main as pad_main
 from llmserve.pad_heads import pad_checkpoint, read_plan
+from llmserve.process import ServerFailed
 from llmserve.settings import Settings
 from tests.conftest import Server, start_server
 

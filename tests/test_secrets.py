@@ -16,7 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 from llmserve.download import download
-from llmserve.harness.launch import ServerProcess, free_port
+from llmserve.process import ServerProcess, free_port
 from llmserve.server.app import create_app
 from llmserve.settings import Settings, load_settings
 from tests.fake_engine import FakeEngineFactory

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import httpx
 
-from llmserve.harness.launch import free_port
 from llmserve.paths import REPO_ROOT
+from llmserve.process import free_port
 
 # `serve()` of `llmserve serve` with create_app's engine factory replaced by the fake one.
 SERVE_FAKE = """

@@ -13,7 +13,7 @@ import pytest
 from llmserve.envdoc import defaults
 from llmserve.errors import LlmserveError
 from llmserve.harness.launch import without_settings
-from llmserve.harness.records import read_jsonl
+from llmserve.records import read_jsonl
 from llmserve.tune.journal import RESULTS, Journal
 from llmserve.tune.objective import make_objective
 from llmserve.tune.report import BEST_ENV, BEST_JSON, PLOT, TABLE, write_outputs

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from llmserve.harness import launch
-from llmserve.harness.records import read_jsonl
+from llmserve.records import read_jsonl
 from llmserve.tune.journal import STATUS
 from llmserve.tune.report import BEST_ENV, BEST_JSON, PLOT
 from llmserve.tune.space import parse_space

@@ -195,7 +195,7 @@ def render(record_path: Path, console: Console) -> str:
     """results.md and chart.png next to the record; returns the markdown."""
     from llmserve.bench.chart import draw
     from llmserve.bench.record import markdown
-    from llmserve.harness.records import write_atomic
+    from llmserve.records import write_atomic
 
     data = json.loads(record_path.read_text())
     text = markdown(data)

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 import httpx
 
+from llmserve.connections import single_connection_client
 from llmserve.errors import ServerError
-from llmserve.harness.connections import single_connection_client
 
 T = TypeVar("T")
 REQUEST_TIMEOUT = httpx.Timeout(3600.0, connect=30.0)
@@ -76,7 +76,7 @@ class Users:
     """C concurrent users of one server, each with a connection of its own, each sending its
     next request when the last one is answered (`async with Users(url, c) as users`).
 
-    Not one pool shared by all (llmserve/harness/connections.py): at C=256 on 2 cores the
+    Not one pool shared by all (llmserve/connections.py): at C=256 on 2 cores the
     shared pool spent seconds matching requests to connections while answered connections sat
     idle past the server's keep-alive, which then reset them.
     """

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from llmserve.bench.config import REFERENCE, TARGETS, base_row, label, row_replicas
-from llmserve.harness.records import write_atomic
 from llmserve.harness.stats import ratio
+from llmserve.records import write_atomic
 
 LATENCY_LABELS = {"predict": "/predict", "vllm-offline": "vLLM offline LLM.generate",
                   "vllm-serve": "vllm serve", "transformers": "transformers generate"}

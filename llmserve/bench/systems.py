@@ -46,7 +46,8 @@ from llmserve.bench.worker import AUTHKEY_ENV
 from llmserve.bench.workload import Batch
 from llmserve.errors import LlmserveError, ServerError
 from llmserve.harness.client import post_predict
-from llmserve.harness.launch import ServerProcess, free_port, serve_command
+from llmserve.harness.launch import serve_command
+from llmserve.process import ServerProcess, free_port
 
 HOST = "127.0.0.1"
 EXIT_WAIT_SECONDS = 60.0

@@ -114,7 +114,7 @@ class PromptMaker:
 
 def data_questions(path: Path) -> list[str]:
     """The user questions of a judge-format data file (data.jsonl), in file order."""
-    from llmserve.judge.data import load_items
+    from llmserve.dataset import load_items
 
     return [item.question for item in load_items(path)]
 

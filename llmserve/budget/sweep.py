@@ -9,14 +9,13 @@ points already recorded. `table` and `chart` render the records.
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmserve.harness.records import append_jsonl, read_jsonl, write_atomic
+from llmserve.records import append_jsonl, read_jsonl, write_atomic
 
 
 @dataclass(frozen=True)
@@ -63,14 +62,12 @@ def measure_point(work: Workload) -> Measure:
             "MAX_NEW_TOKENS": point.budget,
             "BUDGET_HINT": point.hint,
         }
-        args = argparse.Namespace(
-            gsm8k=work.gsm8k, gsm8k_shots=0, gsm8k_limit=work.limit, batch_size=work.batch_size
-        )
         name = point.key.replace("/", "-")
         judged: dict[str, Any] = {}
         with start_service(settings, log_path=run_dir / f"{name}.log") as service:
             started = time.perf_counter()
-            result = run_gsm8k(service.url, args, run_dir / f"{name}.gsm8k.jsonl")
+            result = run_gsm8k(service.url, work.gsm8k, run_dir / f"{name}.gsm8k.jsonl",
+                               shots=0, limit=work.limit, batch_size=work.batch_size)
             seconds = time.perf_counter() - started
             if work.judge_limit != 0:
                 judged = score_test_split(

@@ -238,7 +238,7 @@ def starts_may_overlap(settings: Settings) -> bool:
     size, and starts overlap."""
     if settings.engine != "vllm":
         return True
-    from llmserve.engines.vllm.args import is_cpu_build
+    from llmserve.engines.vllm.device import is_cpu_build
 
     return is_cpu_build()
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from llmserve.dataset import load_items, select
 from llmserve.errors import LlmserveError
-from llmserve.judge.data import load_items, select
 
 FORBIDDEN_SPLIT = "test"
 

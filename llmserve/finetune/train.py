@@ -21,7 +21,7 @@ from llmserve.errors import LlmserveError
 from llmserve.finetune.data import Conversation
 from llmserve.harness.charts import pyplot, save_figure
 from llmserve.harness.metadata import hardware, package_versions
-from llmserve.harness.records import write_json
+from llmserve.records import write_json
 
 ADAPTER_DIR = "adapter"
 MANIFEST = "manifest.json"

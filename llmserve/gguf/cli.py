@@ -34,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from llmserve.gguf.bundled import find_embedded_gguf
     from llmserve.gguf.levels import make_levels
-    from llmserve.model import find_embedded_gguf
 
     try:
         source = args.source or find_embedded_gguf()

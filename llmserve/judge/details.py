@@ -1,5 +1,5 @@
 """The per-item details file: appended and fsynced one item at a time (written with
-harness.records.JsonlWriter), read back for resume.
+llmserve.records.JsonlWriter), read back for resume.
 
 The details file is the run's only record: the summary is computed from it, so an
 interrupted run loses nothing and a resumed run ends with every item exactly once.
@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from llmserve.harness.records import Record, RecordCheck, read_jsonl
+from llmserve.records import Record, RecordCheck, read_jsonl
 
 
 def details_check() -> RecordCheck:

@@ -17,16 +17,16 @@ from typing import Any, Literal
 import jieba
 from tqdm import tqdm
 
+from llmserve.dataset import Item, has_splits, load_items, select
 from llmserve.errors import ExitCode, LlmserveError
 from llmserve.harness.client import Info, Prediction, ServiceClient
 from llmserve.harness.metadata import git_state, hardware, now_iso
-from llmserve.harness.records import JsonlWriter, Record, append_jsonl, write_json
-from llmserve.judge.data import Item, has_splits, load_items, select
 from llmserve.judge.details import read_details
 from llmserve.judge.gates import Gate, TpsBasis, check_gates, gates_json
 from llmserve.judge.scoring import DEFAULT_SCORER, compat_blind, score_all
 from llmserve.judge.stats import summarize
 from llmserve.judge.tokens import Counter, find_tokenizer_dir, load_counter
+from llmserve.records import JsonlWriter, Record, append_jsonl, write_json
 
 Api = Literal["predict", "chat"]
 APIS: tuple[Api, ...] = ("predict", "chat")

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from llmserve.harness.records import Record
 from llmserve.harness.stats import percentiles, ratio, union_length
 from llmserve.judge.scoring import SCORER_NAMES
+from llmserve.records import Record
 
 
 def _requests(records: list[Record]) -> list[Record]:

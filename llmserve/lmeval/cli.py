@@ -17,8 +17,8 @@ from llmserve.errors import ExitCode, LlmserveError, ServerError
 from llmserve.paths import GSM8K_TEST, RESULTS_ROOT
 
 if TYPE_CHECKING:
-    from llmserve.harness.launch import ServerProcess
     from llmserve.lmeval.run import Accuracy, LmEvalConfig
+    from llmserve.process import ServerProcess
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 LMEVAL_ROOT = RESULTS_ROOT / "lmeval"
@@ -131,7 +131,8 @@ def _lmeval(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if not args.start:
         return _evaluate(args, args.url, out)
-    from llmserve.harness.launch import ServerFailed, start_service
+    from llmserve.harness.launch import start_service
+    from llmserve.process import ServerFailed
 
     log = out / "server.log"
 
@@ -151,9 +152,9 @@ def _lmeval(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace, url: str, out: Path) -> int:
     from llmserve.harness.client import list_models
     from llmserve.harness.metadata import hardware, now_iso
-    from llmserve.harness.records import write_json
     from llmserve.lmeval import run
     from llmserve.lmeval.env import LMEVAL_VERSION, ensure_env, lm_eval_bin
+    from llmserve.records import write_json
 
     ensure_env()  # prints one progress line when it has to build the venv
     models = list_models(url, args.api_key)
@@ -211,9 +212,9 @@ def _report_metrics(config: LmEvalConfig, url: str, model: str, wall: float, pat
                     argv: list[str]) -> int:
     """summary.json and one line per metric, for tasks other than the shipped GSM8K."""
     from llmserve.harness.metadata import hardware, now_iso
-    from llmserve.harness.records import write_json
     from llmserve.lmeval import run
     from llmserve.lmeval.env import LMEVAL_VERSION
+    from llmserve.records import write_json
 
     found = run.metrics(run.read_results(path), config.tasks)
     write_json(config.out / "summary.json", {

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from llmserve.errors import LlmserveError
-from llmserve.harness.records import atomic_dir
+from llmserve.records import atomic_dir
 
 SPLIT = "tune"  # the test split is what variants are scored on: never calibrate on it
 SAMPLES = "samples.jsonl"
@@ -43,7 +43,7 @@ def make_calibration(
     """Pick `count` tune items at random (seeded), template, tokenize, truncate, write."""
     from transformers import AutoTokenizer
 
-    from llmserve.judge.data import load_items
+    from llmserve.dataset import load_items
 
     if count < 1:
         raise LlmserveError(f"--count must be at least 1, got {count}")

@@ -7,7 +7,7 @@ CPU defaults included; one engine at a time), run the judge (llmserve.judge's Ru
 with both scorers on the test split), GSM8K (generated answers, strict and flexible
 extraction), TTFT/TPOT/throughput (speed.py) and read the weight size on disk and as loaded.
 A candidate that fails at any step is a failed row with its reason; the others still run.
-Each finished row is appended to rows.jsonl at once (harness.records: a row cut by a crash is
+Each finished row is appended to rows.jsonl at once (llmserve.records: a row cut by a crash is
 dropped on resume), so an interrupted run keeps them (--resume continues).
 """
 
@@ -27,9 +27,9 @@ from typing import Any
 from llmserve import paths
 from llmserve.argtypes import positive_int
 from llmserve.errors import ExitCode, LlmserveError
-from llmserve.harness.records import Record, append_jsonl, read_jsonl, write_json
 from llmserve.quantize import MANIFEST, QUANT_ROOT, VARIANTS_ROOT
 from llmserve.quantize.scoreboard import ACCURACY_METRICS, BASELINE, Weights
+from llmserve.records import Record, append_jsonl, read_jsonl, write_json
 
 # Start fast and small: compare starts one engine per candidate on a shared CPU machine.
 # --env overrides any of these; the caller's environment is the base.
@@ -200,18 +200,21 @@ def step(name: str) -> Iterator[None]:
         raise StepFailed(f"{name}: {type(error).__name__}: {error}") from error
 
 
-def run_gsm8k(url: str, args: argparse.Namespace, details: Path) -> dict[str, Any]:
+def run_gsm8k(url: str, gsm8k: Path, details: Path, *, shots: int, limit: int | None,
+              batch_size: int) -> dict[str, Any]:
+    """Score the server at `url` on the GSM8K file `gsm8k` (`limit` problems at most, `shots`
+    few-shot examples, `batch_size` prompts per /predict list); each answer goes to `details`
+    as it arrives. Returns strict and flexible accuracy, n, shots and the examples' indices."""
     from llmserve.harness.client import predict_sync
-    from llmserve.harness.records import JsonlWriter, write_atomic
     from llmserve.quantize.gsm8k import build_prompt, load_problems, score, split_shots
+    from llmserve.records import JsonlWriter, write_atomic
 
-    examples, problems = split_shots(load_problems(args.gsm8k), args.gsm8k_shots,
-                                     args.gsm8k_limit)
+    examples, problems = split_shots(load_problems(gsm8k), shots, limit)
     responses: list[str] = []
     details.unlink(missing_ok=True)
     with JsonlWriter(details) as file:
-        for start in range(0, len(problems), args.batch_size):
-            chunk = problems[start : start + args.batch_size]
+        for start in range(0, len(problems), batch_size):
+            chunk = problems[start : start + batch_size]
             answers = predict_sync(url, [build_prompt(p, examples) for p in chunk],
                                    timeout=3600.0).responses
             responses += answers
@@ -221,7 +224,7 @@ def run_gsm8k(url: str, args: argparse.Namespace, details: Path) -> dict[str, An
     # The same lines again, now with the extractions.
     write_atomic(details, "".join(json.dumps(item, ensure_ascii=False) + "\n"
                                   for item in result.pop("items")))
-    return {**result, "shots": args.gsm8k_shots,
+    return {**result, "shots": shots,
             "shot_indices": [e.index for e in examples]}
 
 
@@ -240,8 +243,9 @@ def evaluate(name: str, path: Path, args: argparse.Namespace, out: Path) -> dict
     """One row: start, measure, stop. Failures become the row's status and reason."""
     from llmserve.bench.memory import MB, PeakMemory, checkpoint_weight_bytes
     from llmserve.harness.client import get_info
-    from llmserve.harness.launch import ServerFailed, ServerProcess, start_service
+    from llmserve.harness.launch import start_service
     from llmserve.judge.runner import score_test_split
+    from llmserve.process import ServerFailed, ServerProcess
     from llmserve.quantize.env import last_error
     from llmserve.quantize.speed import SpeedPlan, measure_speed
 
@@ -285,11 +289,13 @@ def evaluate(name: str, path: Path, args: argparse.Namespace, out: Path) -> dict
                                             progress=sys.stderr.isatty()))
             if args.gsm8k_limit:
                 with step("gsm8k"):
-                    gsm = run_gsm8k(url, args, out / "gsm8k" / f"{name}.jsonl")
+                    gsm = run_gsm8k(url, args.gsm8k, out / "gsm8k" / f"{name}.jsonl",
+                                    shots=args.gsm8k_shots, limit=args.gsm8k_limit,
+                                    batch_size=args.batch_size)
                     row.update(gsm8k_strict=gsm["strict"], gsm8k_flexible=gsm["flexible"],
                                gsm8k_n=gsm["n"], gsm8k_shots=gsm["shots"])
             with step("speed"):
-                from llmserve.judge.data import load_items, select
+                from llmserve.dataset import load_items, select
 
                 # The tune split: real questions this server has not seen, so the prefix
                 # cache cannot serve their prefill (the judge sent every test question).

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmserve.errors import LlmserveError
-from llmserve.harness.records import atomic_dir
 from llmserve.quantize import MANIFEST
 from llmserve.quantize.calibration import CalibrationSet
 from llmserve.quantize.env import run_worker
 from llmserve.quantize.recipes import get_variant
+from llmserve.records import atomic_dir
 
 
 @dataclass

@@ -20,7 +20,8 @@ from fastapi.routing import APIRoute
 
 from llmserve.engines.base import EngineFactory, Sampling
 from llmserve.engines.replicas import replica_factory
-from llmserve.model import ModelNotFound, resolve_model_dir
+from llmserve.errors import ModelNotFound
+from llmserve.model import resolve_model_dir
 from llmserve.server import ui
 from llmserve.server.errors import error_responses, register_error_handlers
 from llmserve.server.metrics import Metrics

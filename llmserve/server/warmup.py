@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmserve.judge.data import load_items
+from llmserve.dataset import load_items
 
 
 def warmup_prompts(path: Path | None, samples: int) -> list[str]:

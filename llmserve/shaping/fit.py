@@ -8,10 +8,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from llmserve.dataset import load_items, select
 from llmserve.errors import LlmserveError
-from llmserve.harness.records import write_json
-from llmserve.judge.data import load_items, select
 from llmserve.paths import DATA_JSONL
+from llmserve.records import write_json
 from llmserve.shaping.router import LengthRouter, words
 
 

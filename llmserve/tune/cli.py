@@ -122,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     # Imported after parsing so that --help is instant (the judge pulls in jieba and rouge).
-    from llmserve.judge.data import load_items, select
+    from llmserve.dataset import load_items, select
     from llmserve.tune.space import load_space, parse_sets
     from llmserve.tune.trial import Limits, Measure
     from llmserve.tune.tuner import TuneConfig, Tuner

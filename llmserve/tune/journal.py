@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from llmserve.errors import LlmserveError
-from llmserve.harness.records import Record, append_jsonl, read_jsonl, write_json
+from llmserve.records import Record, append_jsonl, read_jsonl, write_json
 
 RESULTS = "tune_results.jsonl"
 CONFIRMS = "confirm_results.jsonl"

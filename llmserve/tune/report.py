@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llmserve.harness.charts import pyplot, save_figure
-from llmserve.harness.records import write_atomic, write_json
+from llmserve.records import write_atomic, write_json
 from llmserve.settings import Settings
 from llmserve.tune.objective import Objective
 

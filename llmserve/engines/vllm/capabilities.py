@@ -44,7 +44,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from llmserve.harness.metadata import cpu_flags, cpu_model
+from llmserve.engines.vllm.device import is_cpu_build
+from llmserve.system import cpu_flags, cpu_model
 
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 SIXTEEN_BIT = ("bfloat16", "float16")
@@ -232,8 +233,6 @@ def checkpoint_problem(
     """Why this machine cannot serve the checkpoint's (or QUANTIZATION's) quantization; None:
     it can, or nothing is quantized. `ops` None: the real probe (build_ops), only when the
     checkpoint is quantized. Off CPU: None (GPU kernels are vLLM's to check)."""
-    from llmserve.engines.vllm.args import is_cpu_build
-
     config = read_config(model_dir)
     scheme = quant_scheme(config, quantization)
     if scheme is None or not is_cpu_build():
@@ -254,8 +253,6 @@ def check_servable(model_dir: Path, quantization: str | None = None) -> None:
 def scheme_problem_here(scheme: str, method: str | None = None) -> str | None:
     """quantization_problem for this machine, predicted from its flags without importing vLLM
     (expected_ops): for pytest skips. None off CPU builds."""
-    from llmserve.engines.vllm.args import is_cpu_build
-
     if not is_cpu_build():
         return None
     flags = cpu_flags()

@@ -70,9 +70,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llmserve.engines.vllm.args import is_cpu_build
+from llmserve.engines.vllm.device import is_cpu_build
 from llmserve.engines.vllm.parallel import cpu_parallel_env
-from llmserve.harness.metadata import usable_cores
+from llmserve.system import usable_cores
 
 if TYPE_CHECKING:
     from llmserve.settings import Settings
@@ -131,7 +131,7 @@ def cpu_env(
     environ: Mapping[str, str] | None = None, device: str | None = None, cores: int | None = None
 ) -> dict[str, str]:
     """Env vars to add for the engine: empty off CPU; none the user already set. `device`
-    None: detected without importing vLLM (args.is_cpu_build); `cores` None: this process's."""
+    None: detected without importing vLLM (device.is_cpu_build); `cores` None: this process's."""
     environ = os.environ if environ is None else environ
     if device is None:
         device = "cpu" if is_cpu_build(environ) else "accelerator"

@@ -21,13 +21,9 @@ from llmserve.engines.base import (
 )
 from llmserve.engines.render import PromptRenderer, RendererTokenizer, check_ids
 from llmserve.engines.vllm import capabilities
-from llmserve.engines.vllm.args import (
-    device_type,
-    engine_kwargs,
-    lora_request,
-    sampling_kwargs,
-)
+from llmserve.engines.vllm.args import engine_kwargs, lora_request, sampling_kwargs
 from llmserve.engines.vllm.capabilities import check_servable
+from llmserve.engines.vllm.device import device_type
 from llmserve.engines.vllm.logprobs import token_logprobs
 from llmserve.engines.vllm.parallel import check_parallel
 from llmserve.engines.vllm.structured import refusal, structured_params

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from llmserve.errors import LlmserveError
-from llmserve.harness.metadata import usable_cpus
+from llmserve.system import usable_cpus
 
 
 class UnsupportedParallelism(LlmserveError):

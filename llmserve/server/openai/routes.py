@@ -27,6 +27,7 @@ from llmserve.engines.base import (
     Sampling,
     TokenIds,
 )
+from llmserve.engines.guard import ClientGone, TimedOut, generate, guarded
 from llmserve.engines.structured import StructuredSpec
 from llmserve.server.openai.auth import require_key
 from llmserve.server.openai.errors import OpenAIError, openai_error
@@ -40,14 +41,7 @@ from llmserve.server.openai.objects import Answer
 from llmserve.server.openai.requests import ChatRequest, Common, CompletionRequest, parse_body
 from llmserve.server.openai.streaming import EventStream, close, events, first_delta
 from llmserve.server.openai.tools import ToolAnswer
-from llmserve.server.routes.guard import (
-    CLIENT_CLOSED,
-    RETRY_AFTER_S,
-    ClientGone,
-    TimedOut,
-    generate,
-    guarded,
-)
+from llmserve.server.routes.guard import CLIENT_CLOSED, RETRY_AFTER_S
 from llmserve.server.routes.predict import timing_headers
 from llmserve.server.state import EngineDep, Overloaded, Service, ServiceDep
 from llmserve.shaping.apply import shaped_generate

@@ -19,9 +19,9 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from llmserve.engines.base import Delta, Engine
+from llmserve.engines.guard import engine_failure
 from llmserve.server.openai.errors import error_body
 from llmserve.server.openai.objects import Answer
-from llmserve.server.routes.guard import engine_failure
 
 DONE = "data: [DONE]\n\n"
 

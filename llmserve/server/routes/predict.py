@@ -19,14 +19,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from llmserve.engines.base import Generation
-from llmserve.server.routes.guard import (
-    CLIENT_CLOSED,
-    RETRY_AFTER_S,
-    ClientGone,
-    TimedOut,
-    generate,
-    guarded,
-)
+from llmserve.engines.guard import ClientGone, TimedOut, generate, guarded
+from llmserve.server.routes.guard import CLIENT_CLOSED, RETRY_AFTER_S
 from llmserve.server.schema import parse_predict
 from llmserve.server.state import EngineDep, Overloaded, ServiceDep
 from llmserve.shaping.apply import shaped_generate
