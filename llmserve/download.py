@@ -47,7 +47,7 @@ def download(settings: Settings, fetch: Callable[..., str] | None = None) -> Pat
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="download_model.py",
+        prog="llmserve download",
         description="Download MODEL_ID (revision MODEL_REVISION) from ModelScope into "
         "MODELS_ROOT/<MODEL_ID>. Does nothing when MODEL_DIR is set, MODEL_ID is unset "
         "(the embedded model needs no download) or the checkpoint is already there.",

@@ -114,7 +114,7 @@ def stale() -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m llmserve.envdoc",
+        prog="llmserve env",
         description="Regenerate (--write) or check (the default) the settings tables of "
         "docs/settings.md, the exit-code table of docs/exit-codes.md and env_force.sh.",
     )

@@ -93,7 +93,7 @@ def prepare_embedded(cache_dir: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m llmserve.model",
+        prog="llmserve model",
         description="Prepare the model the settings point at and print its directory. "
         "With no MODEL_DIR or MODEL_ID, converts the embedded SmolLM2-135M-Instruct once.",
     )

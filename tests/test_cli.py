@@ -312,3 +312,12 @@ def test_serve_rejects_a_bad_port(capsys: pytest.CaptureFixture[str]) -> None:
         serve_command.main(["--port", "70000"])
     assert exit_info.value.code == 2
     assert "must be 1-65535" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [command.name for command in COMMANDS])
+def test_every_command_help_names_llmserve(command: str) -> None:
+    """`llmserve CMD --help` starts `usage: llmserve CMD` (not a script's or module's name)."""
+    result = subprocess.run([sys.executable, "-m", "llmserve", command, "--help"],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith(f"usage: llmserve {command}"), result.stdout[:200]

@@ -103,7 +103,7 @@ def parse_env(text: str) -> tuple[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python bench.py", description=DESCRIPTION,
+        prog="llmserve bench", description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--quick", action="store_true", help="small sizes, eager engines")

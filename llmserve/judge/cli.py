@@ -70,7 +70,7 @@ exit codes: 0 passed (or no gates), 2 bad arguments or data, 3 a gate failed
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="eval_local.py",
+        prog="llmserve judge",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -67,7 +67,7 @@ def existing_calibration(args: argparse.Namespace) -> CalibrationSet:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="quantize.py", description=DESCRIPTION,
+    parser = argparse.ArgumentParser(prog="llmserve quantize", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("env", help="create .venv-quant (llm-compressor) if it is missing")

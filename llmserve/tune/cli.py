@@ -45,7 +45,7 @@ reached the floor, 130 interrupted (rerun to resume); docs/exit-codes.md lists e
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="auto_tune.py", description=DESCRIPTION,
+    parser = argparse.ArgumentParser(prog="llmserve tune", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     search = parser.add_argument_group("search")
     search.add_argument("--space", type=Path, default=DEFAULT_SPACE,
