@@ -5,7 +5,8 @@ slowly (until a gate opens), to fail at start, to take its time per call (or to 
 gate: a stream waits for it after its first word), or to die. It counts the prompts it holds
 (`unfinished`, generate and stream alike) and the calls cancelled or closed early
 (`cancelled`). Raw text (RawText) shows as "raw: <text>", so a test sees it was not templated;
-token ids as "ids: 1 2 3". A character is a token for /tokenize.
+token ids as "ids: 1 2 3". A character is a token for /tokenize. Asked for logprobs, word n
+of an answer has logprob -n/10 (word_logprob), whole or streamed.
 `FakeEngineFactory` is an EngineFactory that keeps the engines it built.
 """
 
@@ -27,6 +28,7 @@ from llmserve.engines.base import (
     RawText,
     Sampling,
     TokenIds,
+    TokenLogprob,
     Tokens,
 )
 from llmserve.engines.render import check_ids
@@ -41,6 +43,13 @@ def prompt_text(prompt: Prompt) -> str:
     if isinstance(prompt, str):
         return prompt
     return " | ".join(f"{turn['role']}: {turn['content']}" for turn in prompt)
+
+
+def word_logprob(n: int, word: str) -> TokenLogprob:
+    """Word `n` (from 1) of an answer as a token (with its space after the first), its
+    logprob -n/10, and one alternative."""
+    token = word if n == 1 else f" {word}"
+    return TokenLogprob(token, n, -n / 10, ((token, -n / 10), ("alt", -5.0)))
 
 
 @dataclass
@@ -115,6 +124,10 @@ class FakeEngine:
             raise RuntimeError("engine core crashed mid-request")
         # Sampling.n choices per prompt, all alike (the same words).
         counted = [self._words(p, sampling) for p in prompts for _ in range(sampling.n)]
+        logprobs = None
+        if sampling.logprobs is not None:
+            logprobs = [[word_logprob(n, w) for n, w in enumerate(words, 1)]
+                        for _, words in counted]  # fmt: skip
         return Generation(
             texts=[" ".join(words) for _, words in counted],
             prompt_tokens=[n for n, _ in counted],
@@ -124,6 +137,7 @@ class FakeEngine:
             ],
             engine_seconds=time.perf_counter() - start,
             ttft_seconds=0.001,
+            logprobs=logprobs,  # type: ignore[arg-type]
             n=sampling.n,
         )
 
@@ -144,12 +158,14 @@ class FakeEngine:
             for n, word in enumerate(words, start=1):
                 if n > 1 and self.hold is not None:
                     await self.hold.wait()  # a stream that stalls after its first word
+                logprobs = None if sampling.logprobs is None else [word_logprob(n, word)]
                 for index in range(sampling.n):  # n > 1: the choices' deltas interleave
                     yield Delta(
                         text=word if n == 1 else f" {word}",
                         output_tokens=n,
                         prompt_tokens=prompt_words,
                         index=index,
+                        logprobs=logprobs,
                     )
             reason = "length" if len(words) == sampling.max_tokens else "stop"
             finished = True

@@ -305,6 +305,46 @@ def test_the_stream_ends_with_done(http: httpx.Client) -> None:
                                         "finish_reason": "stop"}  # fmt: skip
 
 
+def test_streamed_chat_logprobs_are_the_whole_answers(sdk: openai.OpenAI) -> None:
+    """Each chunk carries its tokens' logprobs in chat's shape; per choice (n=2) they add up
+    to the non-streamed answer's."""
+    request: dict[str, Any] = {"model": MODEL, "messages": USER, "logprobs": True,
+                               "top_logprobs": 1, "n": 2, "max_tokens": 3}  # fmt: skip
+    whole = sdk.chat.completions.create(**request)
+    chunks = list(sdk.chat.completions.create(**request, stream=True))
+    for choice in whole.choices:
+        assert choice.logprobs is not None and choice.logprobs.content
+        streamed = [entry for c in chunks for part in c.choices if part.index == choice.index
+                    and part.logprobs is not None for entry in part.logprobs.content or []]
+        assert [e.model_dump() for e in streamed] == [
+            e.model_dump() for e in choice.logprobs.content
+        ]
+        first = next(c.choices[0] for c in chunks if c.choices[0].delta.content)
+        assert first.logprobs is not None and len(first.logprobs.content or []) == 1
+        assert first.logprobs.content[0].top_logprobs[0].token == "echo:"  # type: ignore[index]
+
+
+def test_streamed_completion_logprobs_continue_the_offsets(http: httpx.Client) -> None:
+    """The legacy shape per chunk, text offsets continuing across a choice's chunks: the
+    chunks, concatenated, are the whole answer's object (n=2: per choice)."""
+    body = {"prompt": "a b", "logprobs": 1, "n": 2, "max_tokens": 4}
+    whole = http.post("/v1/completions", json=body).json()
+    with http.stream("POST", "/v1/completions", json={**body, "stream": True}) as response:
+        chunks = [json.loads(e) for e in sse_events(response)[:-1]]
+    assert chunks[0]["choices"][0]["logprobs"] == {
+        "tokens": ["echo:"], "token_logprobs": [-0.1], "top_logprobs": [{"echo:": -0.1,
+        "alt": -5.0}], "text_offset": [0]}  # fmt: skip
+    for choice in whole["choices"]:
+        joined: dict[str, list[Any]] = {key: [] for key in choice["logprobs"]}
+        for chunk in chunks:
+            part = chunk["choices"][0]
+            if part["index"] == choice["index"] and part["logprobs"] is not None:
+                for key, values in part["logprobs"].items():
+                    joined[key] += values
+        assert joined == choice["logprobs"]
+        assert joined["text_offset"] == [0, 5, 10, 12]  # "echo:", " raw:", " a", " b"
+
+
 def held_settings(tmp_path: Path, **values: Any) -> tuple[Settings, FakeEngineFactory]:
     """A fake engine whose generate waits, and whose stream stalls after its first word,
     until a release that never comes: only an abort ends them."""
@@ -408,7 +448,6 @@ BAD: list[tuple[str, Any, int, str | None, str | None, str]] = [
     (CHAT, chat(n=0), 400, "n", None, "greater than or equal to 1"),
     (CHAT, chat(stream="yes"), 400, "stream", None, "valid boolean"),
     (CHAT, chat(stream_options={"include_usage": 1}), 400, "stream_options", None, "boolean"),
-    (CHAT, chat(logprobs=True, stream=True), 400, "logprobs", None, "not supported with stream"),
     (CHAT, chat(top_logprobs=2), 400, "top_logprobs", None, "needs logprobs=true"),
     (CHAT, chat(logprobs=True, top_logprobs=21), 400, "top_logprobs", None, "less than or equal"),
     (CHAT, chat(frequency_penalty=3), 400, "frequency_penalty", None, "less than or equal"),
@@ -426,8 +465,6 @@ BAD: list[tuple[str, Any, int, str | None, str | None, str]] = [
      "prompt[1]: has an unpaired surrogate"),
     (COMPLETIONS, {"prompt": "x", "echo": True, "stream": True}, 400, "echo", None,
      "echo=true is not supported with stream=true"),
-    (COMPLETIONS, {"prompt": "x", "logprobs": 2, "stream": True}, 400, "logprobs", None,
-     "logprobs=2 is not supported with stream=true"),
     (COMPLETIONS, {"prompt": "x", "logprobs": 21}, 400, "logprobs", None,
      "less than or equal to 20"),
     (COMPLETIONS, {"prompt": "x", "max_tokens": 0}, 400, "max_tokens", None,

@@ -298,18 +298,69 @@ def test_streamed_n3_equals_the_whole_answer(real: tuple[openai.OpenAI, str], ch
     assert sorted(reasons) == [0, 1, 2]
 
 
+Entry = tuple[str, float, dict[str, float]]  # a token, its logprob, its top alternatives
+
+
+def assert_same_entries(got: list[Entry], expected: list[Entry]) -> None:
+    """The same tokens and alternatives, logprobs within 1e-4."""
+    assert [token for token, _, _ in got] == [token for token, _, _ in expected]
+    for (token, ours, our_top), (_, theirs, their_top) in zip(got, expected, strict=True):
+        assert ours == pytest.approx(theirs, abs=1e-4), token
+        assert our_top == pytest.approx(their_top, abs=1e-4), token
+
+
 @pytest.mark.engine
-def test_streamed_logprobs_stay_refused(real: tuple[openai.OpenAI, str]) -> None:
+@pytest.mark.parametrize("chat", [True, False])
+def test_streamed_logprobs_equal_the_whole_answer(
+    real: tuple[openai.OpenAI, str], chat: bool
+) -> None:
+    """logprobs with stream=true, n=2, greedy and seeded: each choice's chunks carry its
+    tokens' logprobs, which, concatenated, are the non-streamed answer's (the legacy text
+    offsets continue across the chunks)."""
     sdk, model = real
-    with pytest.raises(openai.BadRequestError) as bad:
-        sdk.chat.completions.create(
-            messages=STORY,  # type: ignore[arg-type]
-            model=model, n=3, stream=True, logprobs=True, top_logprobs=2,
-        )  # fmt: skip
-    assert bad.value.param == "logprobs"
-    with pytest.raises(openai.BadRequestError) as bad:
-        sdk.completions.create(model=model, prompt="x", n=3, stream=True, logprobs=2)
-    assert bad.value.param == "logprobs"
+    common: dict[str, Any] = {"model": model, "n": 2, "max_tokens": 12, "temperature": 0.0,
+                              "seed": 7}  # fmt: skip
+    got: dict[int, list[Entry]] = {0: [], 1: []}
+    texts = {0: "", 1: ""}
+    expected: dict[int, list[Entry]] = {}
+    if chat:
+        common |= {"messages": STORY, "logprobs": True, "top_logprobs": 2}
+        for choice in sdk.chat.completions.create(**common).choices:
+            assert choice.logprobs is not None and choice.logprobs.content
+            expected[choice.index] = [
+                (t.token, t.logprob, {a.token: a.logprob for a in t.top_logprobs})
+                for t in choice.logprobs.content
+            ]
+        for chunk in sdk.chat.completions.create(stream=True, **common):
+            for part in chunk.choices:
+                texts[part.index] += part.delta.content or ""
+                for t in part.logprobs.content or [] if part.logprobs else []:
+                    assert len(t.top_logprobs) == 2
+                    got[part.index].append(
+                        (t.token, t.logprob, {a.token: a.logprob for a in t.top_logprobs}))
+    else:
+        common |= {"prompt": "Once upon a time", "logprobs": 2}
+        offsets: dict[int, list[int]] = {0: [], 1: []}
+        whole_offsets: dict[int, list[int]] = {}
+        for choice in sdk.completions.create(**common).choices:
+            lp = choice.logprobs
+            assert lp is not None and lp.tokens and lp.token_logprobs and lp.top_logprobs
+            expected[choice.index] = list(zip(lp.tokens, lp.token_logprobs, lp.top_logprobs,
+                                              strict=True))  # type: ignore[arg-type]
+            whole_offsets[choice.index] = lp.text_offset or []
+        for piece in sdk.completions.create(stream=True, **common):
+            for part in piece.choices:
+                texts[part.index] += part.text
+                lp = part.logprobs
+                if lp is not None:
+                    got[part.index] += zip(lp.tokens or [], lp.token_logprobs or [],
+                                           lp.top_logprobs or [], strict=True)  # type: ignore[arg-type]
+                    offsets[part.index] += lp.text_offset or []
+        assert offsets == whole_offsets
+    assert sorted(expected) == [0, 1]
+    for index in (0, 1):
+        assert_same_entries(got[index], expected[index])
+        assert "".join(token for token, _, _ in got[index]) == texts[index]
 
 
 @pytest.mark.engine

@@ -49,6 +49,8 @@ def test_logprobs_round_trip() -> None:
     generation = Generation(["", ""], [2, 1], [0, 0], ["length", "length"], 0.5, None,
                             logprobs=[[], None], prompt_logprobs=[[first, second], [first]])
     assert wire.decode_generation(through_json(wire.encode_generation(generation))) == generation  # type: ignore[arg-type]
+    delta = Delta(" cat", 2, 5, index=1, logprobs=[second])  # a streamed step's tokens
+    assert wire.decode_delta(through_json(wire.encode_delta(delta))) == delta  # type: ignore[arg-type]
 
 
 def test_errors_come_back_as_the_same_exceptions() -> None:

@@ -251,7 +251,10 @@ class Delta:
     With Sampling.n > 1 the choices' deltas interleave; each choice's last delta has
     `finish_reason` set (its text may be empty), and the stream ends once every choice
     finished. Token counts are running totals of the choice, so its last delta carries its
-    usage.
+    usage. `logprobs` (where Sampling asked for them, else None): the tokens generated since
+    the choice's previous delta, with their logprobs; a choice's deltas' lists, concatenated,
+    are its Generation.logprobs. They need not line up with `text`, which an engine may hold
+    back (a possible stop string, half a UTF-8 character).
     """
 
     text: str
@@ -259,6 +262,7 @@ class Delta:
     prompt_tokens: int
     finish_reason: str | None = None
     index: int = 0  # the choice, 0 .. Sampling.n - 1
+    logprobs: TokenLogprobs | None = None
 
     @property
     def finished(self) -> bool:

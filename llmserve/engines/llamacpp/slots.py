@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmserve.engines.base import Delta, Sampling
+from llmserve.engines.llamacpp.scores import token_logprobs
 
 # Seed of an unseeded request: llama.cpp picks a random one.
 LLAMA_DEFAULT_SEED = 0xFFFFFFFF
@@ -70,6 +71,7 @@ class Request:
     # Sampling.prompt_logprobs / logprobs: scores of prompt tokens 1.. and of generated ones.
     prompt_scores: list[Any] = field(default_factory=list)
     sample_scores: list[Any] = field(default_factory=list)
+    sent_scores: int = 0  # sample_scores already in an emitted delta
 
     @property
     def prefilling(self) -> bool:
@@ -108,8 +110,16 @@ class Request:
         return True
 
     def _send(self, text: str, reason: str | None) -> None:
+        """A delta of `text`, with the logprobs of the tokens scored since the previous one
+        (where asked for): held-back text lags its tokens, their logprobs do not."""
         self.sent_chars += len(text)
-        self.emit(Delta(text, len(self.output_ids), len(self.prompt_ids), reason, self.index))
+        logprobs = None
+        if self.sampling.logprobs is not None:
+            scores = self.sample_scores[self.sent_scores :]
+            self.sent_scores += len(scores)
+            logprobs = token_logprobs(scores, lambda token: self.decode_text([token]))
+        self.emit(Delta(text, len(self.output_ids), len(self.prompt_ids), reason, self.index,
+                        logprobs))  # fmt: skip
 
 
 def token_piece_decoder(llama_cpp: Any, vocab: Any) -> Callable[[list[int]], str]:

@@ -78,7 +78,8 @@ def encode_delta(delta: Delta) -> dict[str, Any]:
 
 
 def decode_delta(value: dict[str, Any]) -> Delta:
-    return Delta(**value)
+    (logprobs,) = _decode_tokens([value.get("logprobs")])
+    return Delta(**{**value, "logprobs": logprobs})
 
 
 def encode_error(error: EngineError) -> dict[str, Any]:

@@ -200,10 +200,10 @@ class VllmEngine(RendererTokenizer):
     async def stream(
         self, prompt: Prompt, sampling: Sampling | None = None
     ) -> AsyncIterator[Delta]:
-        """One request's text as vLLM detokenizes it (DELTA outputs); each choice's last delta
-        carries its finish reason (n > 1: vLLM streams each child's outputs as they come,
-        tagged with the choice's index). Closing the iterator early, or cancelling it, aborts
-        the request (all its choices)."""
+        """One request's text as vLLM detokenizes it (DELTA outputs), with the step's tokens'
+        logprobs where asked for; each choice's last delta carries its finish reason (n > 1:
+        vLLM streams each child's outputs as they come, tagged with the choice's index).
+        Closing the iterator early, or cancelling it, aborts the request (all its choices)."""
         sampling = sampling or self.sampling
         params = self._params(sampling, delta=True)
         lora = lora_request(self.settings, sampling.adapter)
@@ -224,6 +224,10 @@ class VllmEngine(RendererTokenizer):
                 async for output in outputs:
                     for completion in output.outputs:
                         generated[completion.index] += len(completion.token_ids)
+                        logprobs = None  # DELTA: the logprobs of this step's tokens only
+                        if sampling.logprobs is not None:
+                            ids = list(completion.token_ids)
+                            logprobs = token_logprobs(ids, completion.logprobs or [], self._decode)
                         for index in range(completion.index, sampling.n, vllm_n):
                             yield Delta(
                                 text=completion.text,
@@ -231,6 +235,7 @@ class VllmEngine(RendererTokenizer):
                                 prompt_tokens=len(prompt_ids),
                                 finish_reason=completion.finish_reason,
                                 index=index,
+                                logprobs=logprobs,
                             )
         except Exception as error:
             self._raise_if_dead(error)

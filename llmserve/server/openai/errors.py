@@ -45,7 +45,7 @@ OPENAI_ERROR_BODY: dict[str, Any] = {
 
 MEANINGS = {
     400: "A bad request: not JSON, a field of the wrong type or out of range (`param` names "
-    "it), an unsupported option (best_of > 1, echo or logprobs with stream), more choices "
+    "it), an unsupported option (best_of > 1, echo with stream), more choices "
     "(n) than served, or a prompt over MAX_MODEL_LEN.",
     401: "API_KEY is set and the Authorization header does not carry it.",
     404: "No such model (code model_not_found), or no such path.",

@@ -87,17 +87,18 @@ class Answer:
         finish_reason: str | None = None,
         role: bool = False,
         index: int = 0,
+        logprobs: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """One streamed step of choice `index`: chat.completion.chunk (a delta) or
-        text_completion (text)."""
+        text_completion (text), with its tokens' `logprobs` object (logprobs.Streamed)."""
         if self.chat:
             delta: dict[str, Any] = {"role": "assistant"} if role else {}
             if text is not None:
                 delta["content"] = text
-            choice = {"index": index, "delta": delta, "logprobs": None,
+            choice = {"index": index, "delta": delta, "logprobs": logprobs,
                       "finish_reason": finish_reason}  # fmt: skip
             return self._object("chat.completion.chunk", [choice])
-        choice = {"index": index, "text": text or "", "logprobs": None,
+        choice = {"index": index, "text": text or "", "logprobs": logprobs,
                   "finish_reason": finish_reason}  # fmt: skip
         return self._object("text_completion", [choice])
 

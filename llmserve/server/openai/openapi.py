@@ -54,16 +54,14 @@ def not_given(name: str) -> JSON:
 # The rules between fields that `unsupported()` checks (ChatRequest, CompletionRequest).
 RULES: dict[type[Strict], list[JSON]] = {
     ChatRequest: [
-        # top_logprobs needs logprobs=true; logprobs are not streamed
+        # top_logprobs needs logprobs=true
         {"if": given("top_logprobs", {"type": "integer"}),
          "then": given("logprobs", {"const": True})},
-        {"if": STREAMED, "then": {"properties": {"logprobs": {"enum": [False, None]}}}},
     ],
     CompletionRequest: [
-        # max_tokens=0 scores the prompt only: with echo; echo and logprobs are not streamed
+        # max_tokens=0 scores the prompt only: with echo; echo is not streamed
         {"if": given("max_tokens", {"const": 0}), "then": given("echo", {"const": True})},
-        {"if": STREAMED,
-         "then": {"properties": {"echo": {"enum": [False, None]}, "logprobs": NULL}}},
+        {"if": STREAMED, "then": {"properties": {"echo": {"enum": [False, None]}}}},
     ],
 }  # fmt: skip
 

@@ -4,7 +4,7 @@ Strict types (no "0.5" for a number, no 1 for a boolean, no 1.5 for an integer; 
 the integer 604, as JSON Schema counts it and as schemathesis sends it), finite
 numbers, OpenAI's ranges. Fields OpenAI clients send that do not change the answer (user,
 metadata, ...) and fields unknown here are ignored; those that would change it and are not
-supported (logprobs or echo with stream, best_of > 1) are refused by name, as is text no
+supported (echo with stream, best_of > 1) are refused by name, as is text no
 tokenizer accepts (an unpaired surrogate).
 """
 
@@ -178,9 +178,6 @@ class ChatRequest(Common, StructuredFields, ToolFields, RefusedChat):
         super().unsupported()
         if self.top_logprobs is not None and not self.logprobs:
             raise OpenAIError(400, "top_logprobs needs logprobs=true", "top_logprobs")
-        if self.logprobs and self.stream:
-            raise OpenAIError(400, "logprobs=true is not supported with stream=true",
-                              "logprobs")  # fmt: skip
         self.refuse()
         self.constraint()
 
@@ -229,9 +226,6 @@ class CompletionRequest(Common, StructuredFields, RefusedCompletion):
                               "max_tokens")  # fmt: skip
         if self.stream and self.echo:
             raise OpenAIError(400, "echo=true is not supported with stream=true", "echo")
-        if self.stream and self.logprobs is not None:
-            raise OpenAIError(400, f"logprobs={self.logprobs} is not supported with "
-                              "stream=true", "logprobs")  # fmt: skip
         self.refuse()
         self.structured_spec()
 

@@ -31,6 +31,7 @@ from llmserve.engines.guard import ClientGone, TimedOut, generate, guarded
 from llmserve.engines.structured import StructuredSpec
 from llmserve.server.openai.auth import require_key
 from llmserve.server.openai.errors import OpenAIError, openai_error
+from llmserve.server.openai.logprobs import Streamed
 from llmserve.server.openai.models import (
     adapter_cards,
     adapter_for,
@@ -169,5 +170,14 @@ async def start_stream(
             held.close()
 
     body_events = events(answer, first, stream, engine, body.include_usage, deadline,
-                         sampling.n)  # fmt: skip
+                         sampling.n, streamed_logprobs(body))  # fmt: skip
     return EventStream(body_events, cleanup)
+
+
+def streamed_logprobs(body: Common) -> Streamed | None:
+    """The shape of each streamed chunk's logprobs, where the request asked for them."""
+    if isinstance(body, ChatRequest):
+        return Streamed(chat_shape=True, top=body.top_logprobs or 0) if body.logprobs else None
+    if isinstance(body, CompletionRequest) and body.logprobs is not None:
+        return Streamed(chat_shape=False)
+    return None

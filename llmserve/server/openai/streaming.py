@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from llmserve.engines.base import Delta, Engine
 from llmserve.engines.guard import engine_failure
 from llmserve.server.openai.errors import error_body
+from llmserve.server.openai.logprobs import Streamed
 from llmserve.server.openai.objects import Answer
 
 DONE = "data: [DONE]\n\n"
@@ -60,11 +61,13 @@ async def events(
     include_usage: bool,
     deadline: float | None,
     n: int = 1,
+    logprobs: Streamed | None = None,
 ) -> AsyncIterator[str]:
     """The chunks of one streamed answer of `n` choices, starting from its already read first
     delta: each chunk names its choice (`index`), and each choice gets its own finishing
-    chunk. Past `deadline` (loop time; REQUEST_TIMEOUT) or on an engine failure: an error
-    event, then [DONE]."""
+    chunk. With `logprobs`, a delta's chunk carries its tokens' logprobs (a delta with tokens
+    but no text yet, held back by the engine, still gets its chunk). Past `deadline` (loop
+    time; REQUEST_TIMEOUT) or on an engine failure: an error event, then [DONE]."""
     if answer.chat:
         for index in range(n):
             yield event(answer.chunk("", role=True, index=index))
@@ -74,8 +77,9 @@ async def events(
     try:
         while delta is not None:
             last[delta.index] = delta
-            if delta.text:
-                yield event(answer.chunk(delta.text, index=delta.index))
+            if delta.text or (logprobs is not None and delta.logprobs):
+                shaped = None if logprobs is None else logprobs(delta.logprobs or [], delta.index)
+                yield event(answer.chunk(delta.text, index=delta.index, logprobs=shaped))
             if delta.finished:
                 finished.add(delta.index)
                 yield event(answer.chunk(finish_reason=delta.finish_reason, index=delta.index))

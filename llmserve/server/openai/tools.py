@@ -166,10 +166,11 @@ class ToolAnswer(Answer):
         finish_reason: str | None = None,
         role: bool = False,
         index: int = 0,
+        logprobs: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         if self.mode is None or role or (text is None and finish_reason is None):
-            return super().chunk(text, finish_reason, role, index)
-        body = super().chunk(None, finish_reason, role, index)
+            return super().chunk(text, finish_reason, role, index, logprobs)
+        body = super().chunk(None, finish_reason, role, index, logprobs)
         delta = body["choices"][0]["delta"]
         seen = self.seen.setdefault(index, [])
         if text:
