@@ -295,7 +295,8 @@ def test_lm_eval_arc_easy_loglikelihoods_against_the_real_server(server: Server,
                for line in path.read_text().splitlines()]
     assert len(samples) == 8
     for sample in samples:
-        scores = [resp[0][0] for resp in sample["resps"]]  # [[loglikelihood, is_greedy]]
+        # one [[loglikelihood, is_greedy]] per choice, written by lm-eval as strings
+        scores = [float(resp[0][0]) for resp in sample["resps"]]
         assert len(scores) == len(sample["doc"]["choices"]["text"]) >= 3
         assert all(math.isfinite(score) and score < 0 for score in scores), scores
     assert "arc_easy_llmserve acc" in result.stdout
