@@ -19,8 +19,10 @@ from llmserve.model import resolve_model_dir
 from llmserve.settings import EngineName, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-# The benchmark's raw-vLLM reference systems are the only users of vLLM outside engines/.
-VLLM_ALLOWED = {"llmserve/bench/systems.py", "llmserve/bench/worker.py"}
+# The benchmark's raw-vLLM reference systems and vLLM's serving client are the only users of
+# vLLM outside engines/.
+VLLM_ALLOWED = {"llmserve/bench/systems.py", "llmserve/bench/worker.py",
+                "llmserve/bench/vllm_bench_serve.py"}
 
 
 def test_engine_setting_names_the_registry() -> None:

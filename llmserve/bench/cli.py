@@ -109,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small sizes, eager engines")
     p.add_argument("--systems", type=parse_systems, default=DEFAULT_SYSTEMS,
                    help=f"comma-separated subset of {','.join(SYSTEMS)} (default: all but "
-                   "the llamacpp-* rows, which need llama-cpp-python)")
+                   "the llamacpp-* rows, which need llama-cpp-python, and the vllm bench serve "
+                   "pair v1-completions,vllm-serve-bench)")
     p.add_argument("--phases", type=parse_phases, default=PHASES,
                    help="throughput, latency or both (default)")
     p.add_argument("--source", choices=("synthetic", "data"), default="synthetic",

@@ -16,10 +16,16 @@ TRANSFORMERS = "transformers"
 # The same /predict service started with ENGINE=llamacpp (MODEL_GGUF from the environment).
 LLAMACPP_LIST = "llamacpp-predict-list"
 LLAMACPP_CONCURRENT = "llamacpp-concurrent"
+# vLLM's own serving client (`vllm bench serve`) against this service's /v1/completions and
+# against vllm serve, in the same run (llmserve.bench.vllm_bench_serve).
+V1_COMPLETIONS = "v1-completions"
+VLLM_SERVE_BENCH = "vllm-serve-bench"
 SYSTEMS = (VLLM_OFFLINE, PREDICT_LIST, PREDICT_CONCURRENT, VLLM_SERVE, TRANSFORMERS,
-           LLAMACPP_LIST, LLAMACPP_CONCURRENT)
-# All but the llama.cpp rows, which need llama-cpp-python (requirements-llamacpp.txt): opt-in.
-DEFAULT_SYSTEMS = tuple(s for s in SYSTEMS if s not in (LLAMACPP_LIST, LLAMACPP_CONCURRENT))
+           LLAMACPP_LIST, LLAMACPP_CONCURRENT, V1_COMPLETIONS, VLLM_SERVE_BENCH)
+# Opt-in: the llama.cpp rows (they need llama-cpp-python, requirements-llamacpp.txt) and the
+# vllm bench serve pair (a second client over systems the default rows already measure).
+OPT_IN = (LLAMACPP_LIST, LLAMACPP_CONCURRENT, V1_COMPLETIONS, VLLM_SERVE_BENCH)
+DEFAULT_SYSTEMS = tuple(s for s in SYSTEMS if s not in OPT_IN)
 REFERENCE = VLLM_OFFLINE
 
 LABELS = {
@@ -30,6 +36,8 @@ LABELS = {
     TRANSFORMERS: "transformers generate, batched",
     LLAMACPP_LIST: "/predict on llama.cpp, one list request",
     LLAMACPP_CONCURRENT: "/predict on llama.cpp, C concurrent singles",
+    V1_COMPLETIONS: "/v1/completions, vllm bench serve, C concurrent",
+    VLLM_SERVE_BENCH: "vllm serve, vllm bench serve, C concurrent",
 }
 
 # A replica sweep (--replicas 1,2) measures the /predict rows once per ENGINE_REPLICAS count:
@@ -65,6 +73,7 @@ TARGETS = (
     (PREDICT_LIST, VLLM_OFFLINE, 0.97),
     (PREDICT_CONCURRENT, VLLM_OFFLINE, 0.90),
     (PREDICT_CONCURRENT, VLLM_SERVE, 1.0),
+    (V1_COMPLETIONS, VLLM_SERVE_BENCH, 1.0),
 )
 
 Source = Literal["synthetic", "data"]

@@ -200,6 +200,7 @@ def _throughput_table(data: dict[str, Any]) -> list[str]:
             f"{entry['output_tokens']['median']:.0f}",
             _num(data["ratios"].get(row), 3),
             _spread(entry["cpu_ms_per_token"], 2) if entry.get("cpu_ms_per_token") else "–",
+            str(entry.get("failed", 0)),
         ])
     title = (
         f"## Throughput: {work.get('num_prompts')} prompts ({work.get('source')}, "
@@ -208,7 +209,7 @@ def _throughput_table(data: dict[str, Any]) -> list[str]:
         f"C={work.get('concurrency')}; median [min–max] of {work.get('repeats')} repeats"
     )
     header = ["system", "output tok/s", "seconds", "output tokens", f"× {REFERENCE}",
-              "engine CPU ms/token"]
+              "engine CPU ms/token", "failed"]
     return [title, "", *_table(header, rows), ""]
 
 

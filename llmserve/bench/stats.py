@@ -16,6 +16,7 @@ class ThroughputRun:
     output_tokens: int
     prompts: int
     cpu_seconds: float | None = None  # CPU time of the system's processes during the run
+    failed: int = 0  # requests the client saw fail (vllm bench serve rows; others raise)
 
     @property
     def tokens_per_s(self) -> float:
@@ -30,7 +31,8 @@ class ThroughputRun:
     def to_json(self) -> dict[str, Any]:
         return {"seconds": self.seconds, "output_tokens": self.output_tokens,
                 "prompts": self.prompts, "tokens_per_s": self.tokens_per_s,
-                "cpu_seconds": self.cpu_seconds, "cpu_ms_per_token": self.cpu_ms_per_token}
+                "cpu_seconds": self.cpu_seconds, "cpu_ms_per_token": self.cpu_ms_per_token,
+                "failed": self.failed}
 
 
 def summarize_throughput(runs: Sequence[ThroughputRun]) -> dict[str, Any]:
@@ -40,6 +42,7 @@ def summarize_throughput(runs: Sequence[ThroughputRun]) -> dict[str, Any]:
         "seconds": Spread.of([r.seconds for r in runs]).to_json(),
         "output_tokens": Spread.of([r.output_tokens for r in runs]).to_json(),
         "cpu_ms_per_token": Spread.of(cpu).to_json() if cpu else None,
+        "failed": sum(r.failed for r in runs),
         "runs": [r.to_json() for r in runs],
     }
 

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import httpx
 import psutil
 
+from llmserve.bench import vllm_bench_serve
 from llmserve.bench.client import Users, async_client, completion, completion_body
 from llmserve.bench.config import (
     LLAMACPP_CONCURRENT,
@@ -35,8 +36,10 @@ from llmserve.bench.config import (
     PREDICT_CONCURRENT,
     PREDICT_LIST,
     TRANSFORMERS,
+    V1_COMPLETIONS,
     VLLM_OFFLINE,
     VLLM_SERVE,
+    VLLM_SERVE_BENCH,
     base_row,
     replica_row,
 )
@@ -176,12 +179,19 @@ class HttpSystem(System):
         return self.client
 
 
+async def bench_serve(system: HttpSystem, batch: Batch) -> ThroughputRun:
+    """`vllm bench serve` over `batch` against the system's /v1/completions."""
+    context = system.context
+    return await vllm_bench_serve.run(system.url, context.model_dir, batch, context.concurrency,
+                                      context.run_dir, system.name, context.env)
+
+
 class Service(HttpSystem):
     """This project's /predict, started as run_model.sh starts it (llmserve serve, with the
     engine's launch environment); each request is sent once (no retries)."""
 
     name = "predict"
-    rows = (PREDICT_LIST, PREDICT_CONCURRENT)
+    rows = (PREDICT_LIST, PREDICT_CONCURRENT, V1_COMPLETIONS)
 
     def __init__(self, context: Context, replicas: int | None = None) -> None:
         """`replicas`: one point of a replica sweep, started with ENGINE_REPLICAS=replicas
@@ -210,6 +220,8 @@ class Service(HttpSystem):
                 )
                 seconds = time.perf_counter() - start
             return ThroughputRun(seconds, sum(r.output_tokens for r in replies), len(batch))
+        if row == V1_COMPLETIONS:
+            return await bench_serve(self, batch)
         raise ValueError(row)
 
     async def latency(self, batch: Batch, first_token: Batch) -> LatencyRun:
@@ -300,7 +312,7 @@ class VllmServe(HttpSystem):
     """vLLM's OpenAI server with the same engine arguments: the peer users would pick."""
 
     name = VLLM_SERVE
-    rows = (VLLM_SERVE,)
+    rows = (VLLM_SERVE, VLLM_SERVE_BENCH)
     health_path = "/health"
 
     def command(self) -> list[str]:
@@ -321,6 +333,8 @@ class VllmServe(HttpSystem):
         return body
 
     async def throughput(self, row: str, batch: Batch) -> ThroughputRun:
+        if row == VLLM_SERVE_BENCH:
+            return await bench_serve(self, batch)
         calls = [
             lambda c, p=p, m=m: completion(c, self.body(p, m, batch))  # type: ignore[misc]
             for p, m in zip(self.prompts(batch), batch.max_tokens, strict=True)

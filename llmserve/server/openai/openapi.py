@@ -77,7 +77,7 @@ def request_schema(model: type[Strict], model_names: list[str], max_prompts: int
         properties[name] = {**properties[name], **served}
     conditions = [*RULES[model], *structured.describe(properties)]
     if model is ChatRequest:
-        conditions.append(tools.describe())
+        conditions.extend(tools.describe())
     schema["allOf"] = conditions
     for option in properties.get("prompt", {}).get("anyOf", []):
         if option.get("type") == "array":  # a list prompt: at most MAX_BATCH_PROMPTS

@@ -150,6 +150,17 @@ def describe(properties: dict[str, Any]) -> list[dict[str, Any]]:
     }]  # fmt: skip
 
 
+def unconstrained() -> dict[str, Any]:
+    """The JSON Schema of "neither response_format nor structured_outputs asks for a
+    constraint" (what a tool call needs: it brings its own)."""
+    return {"properties": {
+        "response_format": {"anyOf": [
+            NULL, {"type": "object", "properties": {"type": {"const": "text"}}}]},
+        "structured_outputs": {"not": {
+            "type": "object", "anyOf": [_given(name) for name in NAMES]}},
+    }}  # fmt: skip
+
+
 def _given(name: str) -> dict[str, Any]:
     """The JSON Schema of "structured_outputs gives `name`" (a value but null or false)."""
     return {"required": [name], "properties": {name: {"not": {"enum": [None, False]}}}}

@@ -17,7 +17,7 @@ from llmserve.engines.base import Generation
 from llmserve.engines.structured import StructuredSpec
 from llmserve.server.openai.errors import OpenAIError
 from llmserve.server.openai.objects import Answer
-from llmserve.server.openai.structured import Strict
+from llmserve.server.openai.structured import Strict, unconstrained
 
 NAME = r"^[a-zA-Z0-9_-]{1,64}$"
 
@@ -190,14 +190,26 @@ class ToolAnswer(Answer):
         return body
 
 
-def describe() -> dict[str, Any]:
-    """The condition between tools and tool_choice for the OpenAPI description: with tools,
-    tool_choice must be given (auto is refused); a named function must be in the list and
-    `required` excludes other constraints, which a schema cannot say: the description allows
-    `none` there (a subset of what is served). Without tools: none, auto or nothing."""
+def describe() -> list[dict[str, Any]]:
+    """The conditions between tools, tool_choice and the other constraints, for the OpenAPI
+    description: with tools, tool_choice must be given and not auto (no tool parser); a tool
+    call (required or a named function) takes no response_format or structured_outputs
+    constraint. Without tools: none, auto or nothing. A named function must be one of tools,
+    which a schema cannot say (a 400 naming it, as for a token id outside the vocabulary)."""
     null = {"type": "null"}
-    return {
-        "if": {"required": ["tools"], "properties": {"tools": {"type": "array", "minItems": 1}}},
-        "then": {"required": ["tool_choice"], "properties": {"tool_choice": {"enum": ["none"]}}},
-        "else": {"properties": {"tool_choice": {"anyOf": [null, {"enum": ["none", "auto"]}]}}},
-    }
+    with_tools = {"required": ["tools"], "properties": {"tools": {"type": "array", "minItems": 1}}}
+    not_auto = {"not": {"anyOf": [null, {"const": "auto"}]}}
+    a_call = {"not": {"anyOf": [null, {"enum": ["none", "auto"]}]}}
+    without_tools = {"anyOf": [null, {"enum": ["none", "auto"]}]}
+    return [
+        {
+            "if": with_tools,
+            "then": {"required": ["tool_choice"], "properties": {"tool_choice": not_auto}},
+            "else": {"properties": {"tool_choice": without_tools}},
+        },
+        {
+            "if": {"allOf": [with_tools, {"required": ["tool_choice"],
+                                          "properties": {"tool_choice": a_call}}]},
+            "then": unconstrained(),
+        },
+    ]  # fmt: skip
