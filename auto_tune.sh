@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Auto-tune the server's settings (see `bash auto_tune.sh --help` and docs/tune.md).
 #
-#   bash auto_tune.sh --trials 8 --limit 40 --set ENFORCE_EAGER=1
+#   bash auto_tune.sh --trials 8 --limit 40 --env ENFORCE_EAGER=1
 #   source results/tune/best.env && bash run_model.sh
 #
 # Arguments go to `llmserve tune` (auto_tune.py). Environment: VENV_DIR (default .venv; python3

@@ -2,7 +2,7 @@
 
 It sends N single-prompt requests and M list requests of K prompts, all at the same moment
 (defaults: 1000 singles and 10 lists of 100, issue #11's load), to --url or to a server it
-starts (--start; DTYPE=float32 and TEMPERATURE=0 unless --set says otherwise), and reports:
+starts (--start; DTYPE=float32 and TEMPERATURE=0 unless --env says otherwise), and reports:
   * failures: every request that did not answer 200 with one answer per prompt (0 expected);
   * latency p50/p90/p99 per kind (single, list), send to whole body received;
   * output tokens/s: the sum of X-Output-Tokens over the wall time of the whole load;
@@ -33,13 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmserve.argtypes import positive_int
+from llmserve.argtypes import add_env, positive_int
 from llmserve.errors import ExitCode, LlmserveError, ServerError
 from llmserve.paths import DATA_JSONL, RESULTS_ROOT
 
 LOAD_ROOT = RESULTS_ROOT / "load"
 DEFAULT_URL = "http://127.0.0.1:8000"
-# The settings a started server gets unless --set overrides them: float32 because greedy bf16
+# The settings a started server gets unless --env overrides them: float32 because greedy bf16
 # answers depend on the batch a prompt runs in, which would make the match check meaningless.
 START_DEFAULTS = {"DTYPE": "float32", "TEMPERATURE": "0"}
 MAX_SHOWN = 20  # failures and mismatches listed in full in the record and the output
@@ -202,16 +202,6 @@ def summarize(plan: Plan, wall_s: float) -> dict[str, Any]:
     }
 
 
-def _parse_sets(items: list[str]) -> dict[str, str]:
-    sets = dict(START_DEFAULTS)
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise LlmserveError(f"--set {item!r}: expected KEY=VALUE")
-        sets[key.strip().upper()] = value
-    return sets
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llmserve load", description=__doc__,
@@ -220,9 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--url", default=DEFAULT_URL, help="the service (default %(default)s)")
     where.add_argument("--start", action="store_true",
                        help="start `llmserve serve` on a free port for the load, stop it after")
-    where.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                       help="a setting of the started server (repeatable; default "
-                       + " ".join(f"{k}={v}" for k, v in START_DEFAULTS.items()) + ")")
+    add_env(where, "a setting of the started server (repeatable; default "
+            + " ".join(f"{k}={v}" for k, v in START_DEFAULTS.items()) + ")")
     where.add_argument("--start-timeout", type=float, default=900.0, metavar="S",
                        help="seconds for a started server to be ready (default %(default)s)")
     load = parser.add_argument_group("load")
@@ -270,7 +259,7 @@ def _load(args: argparse.Namespace, command: list[str]) -> int:
         "config": {"singles": args.singles, "lists": args.lists, "list_size": args.list_size,
                    "verify": args.verify, "seed": args.seed, "data": str(args.data),
                    "start": args.start,
-                   "settings": _parse_sets(args.sets) if args.start else None},
+                   "settings": {**START_DEFAULTS, **dict(args.env)} if args.start else None},
         "hardware": hardware(), "git": git_state(),
     }
     if args.start:
@@ -280,7 +269,7 @@ def _load(args: argparse.Namespace, command: list[str]) -> int:
         log = out.with_suffix(".server.log")
         print(f"starting a server (log {log}) ...", file=sys.stderr)
         try:
-            service = start_service(_parse_sets(args.sets), log_path=log,
+            service = start_service({**START_DEFAULTS, **dict(args.env)}, log_path=log,
                                     start_timeout=args.start_timeout)
         except ServerFailed as error:
             raise ServerError(f"--start: {error}") from None

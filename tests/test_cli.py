@@ -321,3 +321,22 @@ def test_every_command_help_names_llmserve(command: str) -> None:
                             capture_output=True, text=True, timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith(f"usage: llmserve {command}"), result.stdout[:200]
+
+
+@pytest.mark.parametrize("command", [["bench"], ["tune"], ["load"], ["quantize", "compare"]])
+def test_every_tool_that_starts_a_server_takes_env_one_way(command: list[str]) -> None:
+    """One `--env KEY=VALUE` (repeatable, key upper-cased) for what a tool starts; no `--set`."""
+    from llmserve.bench.cli import build_parser as bench
+    from llmserve.load import build_parser as load
+    from llmserve.quantize.cli import build_parser as quantize
+    from llmserve.tune.cli import build_parser as tune
+
+    parser = {"bench": bench, "tune": tune, "load": load, "quantize": quantize}[command[0]]()
+    rest = command[1:]
+    args = parser.parse_args([*rest, "--env", "max_num_seqs=8", "--env", "DTYPE="])
+    assert args.env == [("MAX_NUM_SEQS", "8"), ("DTYPE", "")]
+    with pytest.raises(SystemExit) as exited:
+        parser.parse_args([*rest, "--env", "ENFORCE_EAGER"])
+    assert exited.value.code == 2
+    with pytest.raises(SystemExit):
+        parser.parse_args([*rest, "--set", "DTYPE=float32"])

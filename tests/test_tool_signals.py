@@ -260,7 +260,7 @@ def tools() -> Iterable[list[Tool]]:
 
 def tune_args(out: Path, data: Path, space: Path) -> list[str]:
     """A two-trial grid (the defaults, then MAX_NUM_SEQS=8) on the test settings, tiny."""
-    sets = [f"--set={k}={v}" for k, v in TEST_ENV.items() if k not in ("HF_HUB_OFFLINE",
+    sets = [f"--env={k}={v}" for k, v in TEST_ENV.items() if k not in ("HF_HUB_OFFLINE",
                                                                           "VLLM_NO_USAGE_STATS")]
     return ["tune", "--space", str(space), "--strategy", "grid", "--data", str(data),
             "--limit", "2", "--warmup", "0", "--no-confirm", "--no-progress",

@@ -27,7 +27,7 @@ QA = [
     ("test", "What is the capital of France?", "The capital of France is Paris."),
     ("test", "水的化学式是什么？", "水的化学式是H2O。"),
 ]
-# Small and quick, as in conftest.TEST_ENV, but given the way a user would: as --set.
+# Small and quick, as in conftest.TEST_ENV, but given the way a user would: as --env.
 SETS = {"ENFORCE_EAGER": "1", "DTYPE": "float32", "MAX_MODEL_LEN": "1024",
         "MAX_NEW_TOKENS": "16", "GPU_MEMORY_UTILIZATION": "0.2"}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -12,19 +13,20 @@ from typing import Any
 import pytest
 import yaml
 
+from llmserve.argtypes import env_pair
 from llmserve.errors import ExitCode, LlmserveError
 from llmserve.tune.search import plan
-from llmserve.tune.space import check_combination, load_space, parse_sets, parse_space
+from llmserve.tune.space import check_combination, load_space, parse_space
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def space(parameters: dict[str, Any], fixed: dict[str, Any] | None = None,
-          sets: dict[str, str] | None = None) -> Any:
+          env: dict[str, str] | None = None) -> Any:
     data: dict[str, Any] = {"parameters": parameters}
     if fixed is not None:
         data["fixed"] = fixed
-    return parse_space(data, "space.yaml", sets)
+    return parse_space(data, "space.yaml", env)
 
 
 def error(parameters: dict[str, Any], **kwargs: Any) -> str:
@@ -64,12 +66,12 @@ def test_bad_space_names_the_key(parameters: dict[str, Any], expected: str) -> N
 
 def test_bad_fixed_and_set_values_are_named() -> None:
     assert "fixed.ENFORCE_EAGER='sometimes'" in error({}, fixed={"ENFORCE_EAGER": "sometimes"})
-    assert "--set MAX_NUM_SEQS='x'" in error({}, sets={"MAX_NUM_SEQS": "x"})
-    assert "--set FOO: unknown setting" in error({}, sets={"FOO": "1"})
+    assert "--env MAX_NUM_SEQS='x'" in error({}, env={"MAX_NUM_SEQS": "x"})
+    assert "--env FOO: unknown setting" in error({}, env={"FOO": "1"})
     assert "both searched and fixed" in error({"MAX_NUM_SEQS": [8]},
                                               fixed={"MAX_NUM_SEQS": 16})
-    with pytest.raises(LlmserveError, match="expected KEY=VALUE"):
-        parse_sets(["ENFORCE_EAGER"])
+    with pytest.raises(argparse.ArgumentTypeError, match="expected KEY=VALUE"):
+        env_pair("ENFORCE_EAGER")
 
 
 def test_values_are_canonical_and_defaults_are_unset() -> None:
@@ -96,7 +98,7 @@ def test_glob_keeps_checkpoints_only(tmp_path: Path) -> None:
 
 def test_set_pins_a_searched_setting() -> None:
     s = space({"MAX_NUM_SEQS": [8, 16], "MAX_NEW_TOKENS": [64]},
-              sets={"MAX_NUM_SEQS": "32", "ENFORCE_EAGER": "1"})
+              env={"MAX_NUM_SEQS": "32", "ENFORCE_EAGER": "1"})
     assert [p.name for p in s.params] == ["MAX_NEW_TOKENS"]
     assert s.fixed == {"MAX_NUM_SEQS": "32", "ENFORCE_EAGER": "1"}
 

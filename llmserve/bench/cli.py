@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from llmserve.argtypes import positive_int
+from llmserve.argtypes import add_env, positive_int
 from llmserve.bench.config import DEFAULT_SYSTEMS, FULL, PHASES, QUICK, SYSTEMS, BenchConfig
 from llmserve.errors import ExitCode, LlmserveError
 from llmserve.paths import DATA_JSONL, RESULTS_ROOT
@@ -94,13 +94,6 @@ def parse_replicas(text: str) -> tuple[int, ...]:
     return tuple(sorted(set(counts)))
 
 
-def parse_env(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="llmserve bench", description=DESCRIPTION,
@@ -142,8 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu-env", action=argparse.BooleanOptionalAction, default=True,
                    help="apply the engine's launch environment (vLLM on CPU: "
                    "llmserve.engines.vllm.cpu_env's defaults) to every system (default on)")
-    p.add_argument("--env", type=parse_env, action="append", default=[], metavar="KEY=VALUE",
-                   help="extra environment for every system (repeatable), e.g. for tuning")
+    add_env(p, "extra environment for every system (repeatable), e.g. for tuning")
     p.add_argument("--replicas", type=parse_replicas, default=(), metavar="N[,N...]",
                    help="sweep ENGINE_REPLICAS: the /predict rows once per count (rows "
                    "predict-list@N, predict-concurrent@N; 1 keeps the plain names), one "

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from llmserve import paths
-from llmserve.argtypes import positive_int
+from llmserve.argtypes import add_env, positive_int
 from llmserve.errors import ExitCode, LlmserveError
 from llmserve.quantize import MANIFEST, QUANT_ROOT, VARIANTS_ROOT
 from llmserve.quantize.scoreboard import ACCURACY_METRICS, BASELINE, Weights
@@ -96,8 +96,7 @@ def add_compare_options(parser: argparse.ArgumentParser) -> None:
     server.add_argument("--max-new-tokens", type=int, default=256,
                         help="MAX_NEW_TOKENS of every server (GSM8K needs room to reason; "
                         "default %(default)s)")
-    server.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra server setting, e.g. --env ENFORCE_EAGER=0 (repeatable; "
+    add_env(server, "extra server setting, e.g. --env ENFORCE_EAGER=0 (repeatable; "
                         f"defaults {' '.join(f'{k}={v}' for k, v in SERVER_DEFAULTS.items())})")
     server.add_argument("--start-timeout", type=float, default=900.0, metavar="S",
                         help="seconds a server may take to become healthy (%(default)s)")
@@ -230,13 +229,7 @@ def run_gsm8k(url: str, gsm8k: Path, details: Path, *, shots: int, limit: int | 
 
 def server_settings(args: argparse.Namespace) -> dict[str, str]:
     """The settings every compared server gets on top of the caller's environment."""
-    extra = {}
-    for item in args.env:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise LlmserveError(f"--env {item!r}: expected KEY=VALUE")
-        extra[key.upper()] = value
-    return {**SERVER_DEFAULTS, "MAX_NEW_TOKENS": str(args.max_new_tokens), **extra}
+    return {**SERVER_DEFAULTS, "MAX_NEW_TOKENS": str(args.max_new_tokens), **dict(args.env)}
 
 
 def evaluate(name: str, path: Path, args: argparse.Namespace, out: Path) -> dict[str, Any]:

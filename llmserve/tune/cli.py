@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from llmserve import paths
-from llmserve.argtypes import positive_int
+from llmserve.argtypes import add_env, positive_int
 from llmserve.errors import ExitCode, LlmserveError
 from llmserve.harness.signals import run_tool
 from llmserve.tune import DEFAULT_OUT, DEFAULT_SPACE
@@ -19,7 +19,7 @@ Search engine and decoding settings for the highest output tokens/s whose judge 
 at or above a floor. Each trial starts the real server (llmserve serve, as run_model.sh does)
 with one setting on 127.0.0.1 and a free port, runs the judge on the tune split --repeats
 times, records mean and spread of score and tokens/s, and stops that server (its own process
-group only). Trial 1 is always the default settings (plus --set), so every run reports best
+group only). Trial 1 is always the default settings (plus --env), so every run reports best
 against default. The best is then confirmed on the test split.
 
 objective: max mean tokens/s (--tps engine: output tokens / X-Engine-Seconds, which leaves
@@ -57,9 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="trials in all, the default trial included (grid: all points; "
                         "random: 12)")
     search.add_argument("--seed", type=int, default=0, help="random search seed (%(default)s)")
-    search.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="a setting for every trial, validated like the space "
-                        "(e.g. --set ENFORCE_EAGER=1 for quick starts); repeatable")
+    add_env(search, "a setting for every trial, validated like the space "
+            "(e.g. --env ENFORCE_EAGER=1 for quick starts); repeatable")
     search.add_argument("--retry-failed", action="store_true",
                         help="rerun trials recorded as failed or timed out")
     search.add_argument("--dry-run", action="store_true",
@@ -123,11 +122,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     # Imported after parsing so that --help is instant (the judge pulls in jieba and rouge).
     from llmserve.dataset import load_items, select
-    from llmserve.tune.space import load_space, parse_sets
+    from llmserve.tune.space import load_space
     from llmserve.tune.trial import Limits, Measure
     from llmserve.tune.tuner import TuneConfig, Tuner
 
-    space = load_space(args.space, parse_sets(args.sets))
+    space = load_space(args.space, dict(args.env))
     if args.mode != "concurrent" and args.concurrency is not None:
         raise LlmserveError("--concurrency needs --mode concurrent")
     if args.mode != "batch" and args.batch_size is not None:

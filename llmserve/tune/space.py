@@ -6,7 +6,7 @@ Everything is checked before any trial starts, and a bad entry is one line namin
     MAX_NUM_SEQS: [16, 64, 256]
     NUM_SPECULATIVE_TOKENS: {values: [2, 4], when: {SPECULATIVE_METHOD: ngram}}
     MODEL_DIR: [null, "results/quant/variants/*"]
-  fixed:                     # every trial gets these (--set adds to and overrides them)
+  fixed:                     # every trial gets these (--env adds to and overrides them)
     MAX_MODEL_LEN: 2048
 
 Values are what the setting takes (docs/settings.md); null is "unset", i.e. the
@@ -178,8 +178,8 @@ def _when(
     return result
 
 
-def parse_space(data: Any, source: str, sets: Mapping[str, str] | None = None) -> Space:
-    """The space of a loaded file's data; `sets` (from --set) pin settings for every trial."""
+def parse_space(data: Any, source: str, env: Mapping[str, str] | None = None) -> Space:
+    """The space of a loaded file's data; `env` (from --env) pins settings for every trial."""
     if not isinstance(data, dict):
         raise LlmserveError(f"{source}: expected a mapping with 'parameters' (and 'fixed')")
     unknown = set(data) - {"parameters", "fixed"}
@@ -193,10 +193,10 @@ def parse_space(data: Any, source: str, sets: Mapping[str, str] | None = None) -
     for key, value in raw_fixed.items():
         name = field_name(key, f"{source}: fixed.{key}")
         fixed[name] = canonical(name, value, f"{source}: fixed.{key}")
-    pinned = dict(sets or {})
+    pinned = dict(env or {})
     for key, value in pinned.items():
-        name = field_name(key, f"--set {key}")
-        fixed[name] = canonical(name, value if value != "" else None, f"--set {key}")
+        name = field_name(key, f"--env {key}")
+        fixed[name] = canonical(name, value if value != "" else None, f"--env {key}")
     raw_params = data.get("parameters")
     if not isinstance(raw_params, dict):
         raise LlmserveError(f"{source}: parameters: expected a mapping of settings to value lists")
@@ -207,7 +207,7 @@ def parse_space(data: Any, source: str, sets: Mapping[str, str] | None = None) -
         where = f"{source}: parameters.{key}"
         name = field_name(key, where)
         if name in {k.upper() for k in pinned}:
-            continue  # --set pins it for this run
+            continue  # --env pins it for this run
         if name in fixed:
             raise LlmserveError(f"{where}: both searched and fixed; keep one")
         when: dict[str, frozenset[Value]] = {}
@@ -227,7 +227,7 @@ def parse_space(data: Any, source: str, sets: Mapping[str, str] | None = None) -
                  tuple(notes))
 
 
-def load_space(path: Path, sets: Mapping[str, str] | None = None) -> Space:
+def load_space(path: Path, env: Mapping[str, str] | None = None) -> Space:
     """Read and validate a .yaml/.yml/.json space file."""
     if not path.is_file():
         raise LlmserveError(f"search space file {str(path)!r} does not exist")
@@ -238,18 +238,7 @@ def load_space(path: Path, sets: Mapping[str, str] | None = None) -> Space:
         first = str(error).splitlines()[0]
         kind = path.suffix.lstrip(".").upper()
         raise LlmserveError(f"{path}: not valid {kind}: {first}") from None
-    return parse_space(data, str(path), sets)
-
-
-def parse_sets(items: list[str]) -> dict[str, str]:
-    """--set KEY=VALUE pairs; an empty VALUE unsets the setting."""
-    result: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise LlmserveError(f"--set {item!r}: expected KEY=VALUE")
-        result[key.strip().upper()] = value
-    return result
+    return parse_space(data, str(path), env)
 
 
 def check_combination(settings: Mapping[str, str]) -> str | None:

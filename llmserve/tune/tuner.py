@@ -87,7 +87,7 @@ class Tuner:
             base_env, dropped = without_settings(os.environ)
             if dropped:
                 say(f"not passing {', '.join(dropped)} from this shell to the trials: they run "
-                    "the defaults plus the space and --set (use --set KEY=VALUE)")
+                    "the defaults plus the space and --env (use --env KEY=VALUE)")
             for note in self.space.notes:
                 say(note)
             for params, reason in the_plan.skipped:
