@@ -1,5 +1,5 @@
 """The service the grader talks to: `uvicorn serve:app --host 0.0.0.0 --port 8000`."""
 
-from llmserve.server.app import create_app
+from llmserve.cli.serve import uvicorn_app
 
-app = create_app()
+app = uvicorn_app()

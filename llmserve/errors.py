@@ -50,6 +50,11 @@ class ServerError(LlmserveError):
     exit_code = ExitCode.SERVER
 
 
+class SettingsError(LlmserveError):
+    """A variable of the environment has a bad value: one line per bad variable, naming it
+    and its value."""
+
+
 class ModelNotFound(LlmserveError):
     """No checkpoint (or bundled GGUF) where the settings point."""
 

@@ -98,11 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "With no MODEL_DIR or MODEL_ID, converts the embedded SmolLM2-135M-Instruct once.",
     )
     parser.parse_args(argv)
-    try:
-        print(prepared_model_dir(load_settings()))
-    except ModelNotFound as error:
-        print(f"error: {error}")
-        return 1
+    print(prepared_model_dir(load_settings()))
     return 0
 
 

@@ -11,7 +11,6 @@ test keeps them in step, so this file is the single source of truth for names an
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,6 +27,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from llmserve.engines.llamacpp.settings import LlamaCppEngineSettings
 from llmserve.engines.vllm.settings import VllmEngineSettings
+from llmserve.errors import SettingsError
 from llmserve.shaping.settings import ShapingSettings
 
 # The keys of llmserve.engines.ENGINES (a test keeps them equal).
@@ -264,12 +264,11 @@ def describe_error(error: ValidationError) -> str:
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read the environment; on a bad value, print what is wrong and exit 2."""
+    """Read the environment; a bad value raises SettingsError naming each bad variable."""
     try:
         return Settings(**overrides)
     except ValidationError as error:
-        print(describe_error(error), file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SettingsError(describe_error(error)) from None
 
 
 class _OneSetting(BaseSettings):

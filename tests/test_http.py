@@ -17,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from llmserve.engines.base import Engine, Sampling
+from llmserve.errors import ModelNotFound
 from llmserve.server import app as server_app
 from llmserve.server.app import create_app
 from llmserve.server.schema import BadRequest, parse_predict
@@ -228,14 +229,10 @@ def test_start_failure_ends_the_process(tmp_path: Path, monkeypatch: pytest.Monk
     assert messages == ["error: the engine failed to start: RuntimeError: no weights here"]
 
 
-def test_missing_model_stops_before_serving(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_missing_model_stops_before_serving(tmp_path: Path) -> None:
     settings = Settings(model_id="org/absent", models_root=tmp_path)
-    with pytest.raises(SystemExit) as caught:
+    with pytest.raises(ModelNotFound, match=r"run `python download_model.py`"):
         create_app(settings, engine_factory=FakeEngineFactory())
-    assert caught.value.code == 2
-    assert "run `python download_model.py`" in capsys.readouterr().err
 
 
 def test_fake_stream_ends_with_the_finish_reason(tmp_path: Path) -> None:

