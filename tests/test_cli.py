@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import types
@@ -167,6 +168,31 @@ def test_llmserve_error_is_one_line_with_its_exit_code(
     assert capsys.readouterr().err == "llmserve fake: error: no such thing\n"
     fake_tool["raise"] = KeyboardInterrupt()
     assert main(["fake"]) == 130
+
+
+def test_sigterm_to_any_command_is_130(
+    fake_tool: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every command but serve (which drains, exit 0) maps SIGTERM to 130, its own `finally`
+    blocks run first; the handler is put back afterwards."""
+    before = signal.getsignal(signal.SIGTERM)
+    fake_tool["raise"] = None
+    fake_tool["code"] = 0
+    sent: list[bool] = []
+
+    def terminated(argv: list[str]) -> int:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)  # delivered before kill() returns
+            return 0
+        finally:
+            sent.append(True)
+
+    sys.modules["fake_llmserve_tool"].main = terminated  # type: ignore[attr-defined]
+    assert main(["fake"]) == 130
+    assert sent == [True]
+    assert "llmserve fake: interrupted" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) == before
+    assert not cli.BY_NAME["serve"].interruptible
 
 
 @pytest.mark.skipif(SYSTEM_PYTHON is None, reason="no python3 in /usr/bin:/bin")

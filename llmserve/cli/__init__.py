@@ -31,6 +31,9 @@ class Command:
     name: str
     help: str
     target: str  # "package.module:function", imported only when the command runs
+    # SIGTERM and SIGINT raise KeyboardInterrupt (exit 130), as in every tool; `serve` maps
+    # SIGTERM to its own graceful drain (exit 0) instead.
+    interruptible: bool = True
 
     def run(self, argv: Sequence[str]) -> int:
         """Import the command's module now, and run its main on the remaining arguments."""
@@ -41,7 +44,10 @@ class Command:
 
 COMMANDS: tuple[Command, ...] = (
     Command(
-        "serve", "serve POST /predict, / and /info (uvicorn; HOST, PORT)", "llmserve.cli.serve:main"
+        "serve",
+        "serve POST /predict, the OpenAI API /v1, / and /info (uvicorn; HOST, PORT)",
+        "llmserve.cli.serve:main",
+        interruptible=False,
     ),
     Command(
         "judge",
@@ -70,7 +76,7 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "lmeval",
-        "lm-evaluation-harness gsm8k against the OpenAI API (/v1), in .venv-lmeval",
+        "lm-evaluation-harness tasks (--tasks, loglikelihood too) against /v1, in .venv-lmeval",
         "llmserve.lmeval.cli:main",
     ),
     Command(
@@ -173,7 +179,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: unknown command {name!r} (known: {known})", file=sys.stderr)
         return int(ExitCode.USAGE)
     try:
-        return command.run(rest)
+        if not command.interruptible:
+            return command.run(rest)
+        from llmserve.harness.signals import interrupts_raise  # standard library only
+
+        with interrupts_raise():
+            return command.run(rest)
     except LlmserveError as error:  # the tools catch their own; this covers the rest
         print(f"{PROG} {name}: error: {error}", file=sys.stderr)
         return int(error.exit_code)
