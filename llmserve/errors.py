@@ -1,8 +1,8 @@
 """The one error type of the tools, and the one table of exit codes they share.
 
 A `LlmserveError` is a problem the user can act on: a bad flag, missing data, a server that is
-down. The tools print it as one line (`<tool>: error: <message>`) and exit with its code; a
-traceback means a bug. docs/exit-codes.md's table is this enum.
+down. The tools print it as one line (`llmserve <command>: error: <message>`) and exit with
+its code; a traceback means a bug. docs/exit-codes.md's table is this enum.
 """
 
 from __future__ import annotations

@@ -240,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from llmserve.harness.signals import run_tool
 
     command = ["llmserve", "load", *(sys.argv[1:] if argv is None else argv)]
-    return run_tool("load", lambda: _load(args, command))
+    return run_tool("llmserve load", lambda: _load(args, command))
 
 
 def _load(args: argparse.Namespace, command: list[str]) -> int:

@@ -155,7 +155,7 @@ def test_cli_fails_before_any_trial(tmp_path: Path) -> None:
          str(out)], cwd=ROOT, capture_output=True, text=True, env=os.environ)
     assert result.returncode == ExitCode.USAGE
     assert result.stderr.strip().splitlines() == [
-        f"auto_tune: error: {tmp_path / 'space.yaml'}: parameters.MAX_NUM_SEQS='lots': Input "
+        f"llmserve tune: error: {tmp_path / 'space.yaml'}: parameters.MAX_NUM_SEQS='lots': Input "
         "should be a valid integer, unable to parse string as an integer"]
     assert not out.exists()
 

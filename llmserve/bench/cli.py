@@ -209,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return None
         return f"the figures measured so far are in {record}: add the rest with --resume"
 
-    return run_tool("bench", lambda: _bench(args), on_interrupt=hint)
+    return run_tool("llmserve bench", lambda: _bench(args), on_interrupt=hint)
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -67,7 +67,8 @@ def shielded() -> Iterator[None]:
 def run_tool(
     tool: str, body: Callable[[], int], on_interrupt: Callable[[], str | None] | None = None
 ) -> int:
-    """Run a tool's work: its own exit code, or one line and the code of what stopped it.
+    """Run a tool's work: its own exit code, or one line and the code of what stopped it;
+    `tool` is its name as typed (`llmserve judge`), the prefix of every line it ends with.
 
     `on_interrupt` may return a hint printed after "interrupted" (e.g. how to resume).
     """

@@ -155,7 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from llmserve.harness.signals import run_tool
 
     out: list[Path] = []  # the run's folder, once known: for the resume hint
-    return run_tool("judge", lambda: _judge(args, out), on_interrupt=lambda: _resume_hint(out))
+    return run_tool("llmserve judge", lambda: _judge(args, out),
+                    on_interrupt=lambda: _resume_hint(out))
 
 
 def _judge(args: argparse.Namespace, out_found: list[Path]) -> int:

@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.tasks = tasks
     from llmserve.harness.signals import run_tool
 
-    return run_tool("lmeval", lambda: _lmeval(args))
+    return run_tool("llmserve lmeval", lambda: _lmeval(args))
 
 
 def _lmeval(args: argparse.Namespace) -> int:

@@ -142,4 +142,4 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_tool("quantize", lambda: run(args))
+    return run_tool("llmserve quantize", lambda: run(args))

@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return run_tool(
-        "auto_tune", lambda: _run(args),
+        "llmserve tune", lambda: _run(args),
         on_interrupt=lambda: f"rerun the same command to resume ({args.out})")
 
 
