@@ -6,7 +6,13 @@ import os
 from pathlib import Path
 
 from llmserve.bench.cli import build_parser, config_from
-from llmserve.bench.config import LLAMACPP_CONCURRENT, LLAMACPP_LIST, PREDICT_LIST, label
+from llmserve.bench.config import (
+    LLAMACPP_CONCURRENT,
+    LLAMACPP_LIST,
+    LLAMACPP_V1,
+    PREDICT_LIST,
+    label,
+)
 from llmserve.bench.systems import Context, LlamacppService, Service, instances_for
 
 
@@ -41,6 +47,6 @@ def test_llamacpp_service_runs_the_service_with_engine_llamacpp(tmp_path: Path) 
     assert [type(s) for s in systems] == [Service, LlamacppService]
     vllm, llama = systems
     assert vllm.context.env["ENGINE"] == "vllm" and llama.context.env["ENGINE"] == "llamacpp"
-    assert llama.rows == (LLAMACPP_LIST, LLAMACPP_CONCURRENT)
+    assert llama.rows == (LLAMACPP_LIST, LLAMACPP_CONCURRENT, LLAMACPP_V1)
     assert "llama.cpp" in label(LLAMACPP_CONCURRENT)
     # Its weight size is the served GGUF's, read from /info (test_bench_run, real servers).

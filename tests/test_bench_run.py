@@ -67,11 +67,13 @@ def test_quick_run_of_all_systems(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_vllm_bench_serve_rows_against_v1_and_vllm_serve(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """vLLM's own client (`vllm bench serve`) against our /v1/completions and vllm serve, in
-    one run: every request completes on both, with the same output tokens."""
+    """vLLM's own client (`vllm bench serve`) against our /v1/completions (vLLM and, where
+    installed, llama.cpp) and vllm serve, in one run: every request completes on each, with
+    the same output tokens."""
     monkeypatch.setenv("GPU_MEMORY_UTILIZATION", "0.1")
     monkeypatch.setenv("MAX_MODEL_LEN", "512")
-    rows = ["v1-completions", "vllm-serve-bench"]
+    llamacpp = ["llamacpp-v1-completions"] if LLAMACPP else []
+    rows = ["v1-completions", "vllm-serve-bench", *llamacpp]
     code = main([
         "--quick", "-n", str(PROMPTS), "--input-len", "48", "--output-len", str(OUTPUT_LEN),
         "--repeats", "1", "--phases", "throughput", "--out", str(tmp_path),
@@ -83,7 +85,7 @@ def test_vllm_bench_serve_rows_against_v1_and_vllm_serve(
     for row, entry in data["throughput"].items():
         assert entry["failed"] == 0, row
         assert entry["output_tokens"]["median"] == PROMPTS * OUTPUT_LEN, row
-    for name in ("predict", "vllm-serve"):  # vLLM's own result file, beside the record
+    for name in ("predict", "vllm-serve", *(["llamacpp"] if LLAMACPP else [])):  # vLLM's file
         result = json.loads((tmp_path / f"{name}.client.json").read_text())
         assert result["completed"] == PROMPTS and result["failed"] == 0, name
     assert all(f"| {row} (" in (tmp_path / "results.md").read_text() for row in rows)

@@ -20,11 +20,12 @@ LLAMACPP_CONCURRENT = "llamacpp-concurrent"
 # against vllm serve, in the same run (llmserve.bench.vllm_bench_serve).
 V1_COMPLETIONS = "v1-completions"
 VLLM_SERVE_BENCH = "vllm-serve-bench"
+LLAMACPP_V1 = "llamacpp-v1-completions"  # the same client against the llama.cpp engine's /v1
 SYSTEMS = (VLLM_OFFLINE, PREDICT_LIST, PREDICT_CONCURRENT, VLLM_SERVE, TRANSFORMERS,
-           LLAMACPP_LIST, LLAMACPP_CONCURRENT, V1_COMPLETIONS, VLLM_SERVE_BENCH)
+           LLAMACPP_LIST, LLAMACPP_CONCURRENT, V1_COMPLETIONS, VLLM_SERVE_BENCH, LLAMACPP_V1)
 # Opt-in: the llama.cpp rows (they need llama-cpp-python, requirements-llamacpp.txt) and the
 # vllm bench serve pair (a second client over systems the default rows already measure).
-OPT_IN = (LLAMACPP_LIST, LLAMACPP_CONCURRENT, V1_COMPLETIONS, VLLM_SERVE_BENCH)
+OPT_IN = (LLAMACPP_LIST, LLAMACPP_CONCURRENT, V1_COMPLETIONS, VLLM_SERVE_BENCH, LLAMACPP_V1)
 DEFAULT_SYSTEMS = tuple(s for s in SYSTEMS if s not in OPT_IN)
 REFERENCE = VLLM_OFFLINE
 
@@ -38,6 +39,7 @@ LABELS = {
     LLAMACPP_CONCURRENT: "/predict on llama.cpp, C concurrent singles",
     V1_COMPLETIONS: "/v1/completions, vllm bench serve, C concurrent",
     VLLM_SERVE_BENCH: "vllm serve, vllm bench serve, C concurrent",
+    LLAMACPP_V1: "/v1/completions on llama.cpp, vllm bench serve, C concurrent",
 }
 
 # A replica sweep (--replicas 1,2) measures the /predict rows once per ENGINE_REPLICAS count:

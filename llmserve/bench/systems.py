@@ -33,6 +33,7 @@ from llmserve.bench.client import Users, async_client, completion, completion_bo
 from llmserve.bench.config import (
     LLAMACPP_CONCURRENT,
     LLAMACPP_LIST,
+    LLAMACPP_V1,
     PREDICT_CONCURRENT,
     PREDICT_LIST,
     TRANSFORMERS,
@@ -234,13 +235,15 @@ class Service(HttpSystem):
 
 class LlamacppService(Service):
     """The same service with ENGINE=llamacpp: rows llamacpp-predict-list, llamacpp-concurrent
-    (the GGUF is MODEL_GGUF from the environment, else the bundled Q4_1)."""
+    and llamacpp-v1-completions (the GGUF is MODEL_GGUF from the environment, else the bundled
+    Q4_1)."""
 
     name = "llamacpp"
-    rows = (LLAMACPP_LIST, LLAMACPP_CONCURRENT)
+    rows = (LLAMACPP_LIST, LLAMACPP_CONCURRENT, LLAMACPP_V1)
     as_service: ClassVar[dict[str, str]] = {
         LLAMACPP_LIST: PREDICT_LIST,
         LLAMACPP_CONCURRENT: PREDICT_CONCURRENT,
+        LLAMACPP_V1: V1_COMPLETIONS,
     }
 
     def __init__(self, context: Context, replicas: int | None = None) -> None:
