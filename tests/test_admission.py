@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,7 @@ from llmserve.server import state as server_state
 from llmserve.server.state import Service
 from tests.fake_engine import FakeEngine, FakeEngineFactory
 from tests.test_http import make_settings, serving
-
-
-def poll(condition: Any, what: str, timeout: float = 10.0) -> None:
-    """Wait (bounded) until `condition()` is true."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
+from tests.waiting import wait_for
 
 
 def release(client: TestClient, engine: FakeEngine) -> None:
@@ -54,7 +46,7 @@ def test_admission_refuses_over_max_waiting_prompts(tmp_path: Path) -> None:
     pool = concurrent.futures.ThreadPoolExecutor(2)
     with serving(settings, held_factory()) as (client, factory), pool:
         first = pool.submit(client.post, "/predict", json={"prompt": ["a", "b", "c"]})
-        poll(lambda: factory.engine.unfinished == 3, "the first request to reach the engine")
+        wait_for(lambda: factory.engine.unfinished == 3, "the first request to reach the engine")
         assert client.get("/info").json()["load"] == {
             "waiting_prompts": 3,
             "max_waiting_prompts": 4,
@@ -69,7 +61,7 @@ def test_admission_refuses_over_max_waiting_prompts(tmp_path: Path) -> None:
         }
         assert len(factory.engine.calls) == 1  # the refused request never reached the engine
         second = pool.submit(client.post, "/predict", json={"prompt": "d"})  # 3 + 1 fits
-        poll(lambda: factory.engine.unfinished == 4, "the second request to reach the engine")
+        wait_for(lambda: factory.engine.unfinished == 4, "the second request to reach the engine")
         release(client, factory.engine)
         assert first.result(timeout=10).json() == {"response": ["echo: a", "echo: b", "echo: c"]}
         assert second.result(timeout=10).json() == {"response": "echo: d"}
@@ -166,5 +158,5 @@ def test_watcher_reports_the_death_once_after_the_linger(
         deaths: list[str] = []
         service.on_engine_death = lambda: deaths.append(service.state.value)
         factory.engine.die()  # no request reveals it: the watcher must
-        poll(lambda: deaths, "the watcher to call on_engine_death")
+        wait_for(lambda: deaths, "the watcher to call on_engine_death")
         assert deaths == ["dead"]

@@ -18,8 +18,9 @@ import pytest
 from llmserve.process import ServerProcess, free_port
 from tests.conftest import TEST_ENV
 from tests.test_faults import engine_core
-from tests.test_load_faults import LONG_ENV, engine_unfinished, wait_for
+from tests.test_load_faults import LONG_ENV, engine_unfinished
 from tests.test_project_files import docker_cmd
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.engine
 

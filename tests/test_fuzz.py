@@ -26,7 +26,6 @@ import os
 import re
 import socket
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,6 +50,7 @@ from llmserve.settings import Settings
 from tests.asgi import serve_in_thread
 from tests.conftest import Server
 from tests.fake_engine import FakeEngine, FakeEngineFactory, prompt_text
+from tests.waiting import wait_for
 
 # Generated cases per endpoint and generator in CI (the issue asks for at least 1000 per
 # endpoint); FUZZ_EXAMPLES / FUZZ_ENGINE_EXAMPLES raise them for a longer run.
@@ -117,10 +117,7 @@ def fuzz_settings(tmp_path: Path) -> Settings:
 
 
 def wait_ready(app: FastAPI, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while app.state.service.state.value != "ok":
-        assert time.monotonic() < deadline, "the fake engine never became ready"
-        time.sleep(0.01)
+    wait_for(lambda: app.state.service.state.value == "ok", "ready fake engine", timeout)
 
 
 @contextmanager

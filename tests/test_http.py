@@ -24,6 +24,7 @@ from llmserve.server.schema import BadRequest, parse_predict
 from llmserve.settings import Settings
 from tests.fake_engine import FakeEngine, FakeEngineFactory
 from tests.test_api import BAD_BODIES
+from tests.waiting import wait_for
 
 
 def make_settings(tmp_path: Path, **values: Any) -> Settings:
@@ -38,10 +39,7 @@ def make_settings(tmp_path: Path, **values: Any) -> Settings:
 
 
 def wait_ready(client: TestClient, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while client.get("/").status_code != 200:
-        assert time.monotonic() < deadline, "the fake engine never became ready"
-        time.sleep(0.01)
+    wait_for(lambda: client.get("/").status_code == 200, "ready fake engine", timeout)
 
 
 @contextmanager

@@ -13,8 +13,7 @@ import os
 import signal
 import socket
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,6 +22,7 @@ import httpx
 import pytest
 
 from tests.conftest import Server, start_server
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.engine
 
@@ -58,19 +58,6 @@ def idle(client: httpx.Client) -> bool:
     """The engine holds no request and /predict has no prompt admitted."""
     load = client.get("/info").json()["load"]
     return bool(load["engine_unfinished"] == 0 and load["waiting_prompts"] == 0)
-
-
-def wait_for(
-    condition: Callable[[], bool], what: str, timeout: float, seen: Callable[[], object] = str
-) -> float:
-    """Poll (bounded) until `condition()`; returns the seconds it took. `seen()` describes
-    the last state in the failure message."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start >= timeout:
-            pytest.fail(f"no {what} within {timeout:.0f} s (last seen: {seen()})")
-        time.sleep(0.05)
-    return time.monotonic() - start
 
 
 def send_predict(url: str, prompt: Any) -> socket.socket:

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from llmserve.server.app import create_app
 from llmserve.settings import Settings
 from tests.asgi import serve_in_thread
 from tests.fake_engine import FakeEngine, FakeEngineFactory
+from tests.waiting import wait_for
 
 MODEL = "tiny-chat"  # the model directory's name: the served name without MODEL_ID
 KEY = "sk-test-9c1e7a-not-a-real-key"
@@ -35,14 +35,6 @@ def make_settings(tmp_path: Path, **values: Any) -> Settings:
     return Settings(**{**base, **values})
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Poll `condition` (a cheap read) until it holds; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
-
-
 @contextmanager
 def serve(
     settings: Settings, factory: FakeEngineFactory | None = None
@@ -50,7 +42,7 @@ def serve(
     factory = factory or FakeEngineFactory()
     app = create_app(settings, engine_factory=factory)
     with serve_in_thread(app, lifespan="on") as url:
-        wait_until(lambda: app.state.service.state.value == "ok", "the fake engine")
+        wait_for(lambda: app.state.service.state.value == "ok", "the fake engine")
         yield url, factory, app
 
 
@@ -364,9 +356,9 @@ def test_a_client_that_leaves_mid_stream_aborts_the_engine_stream(tmp_path: Path
             }
             assert engine.unfinished == 1 and app.state.service.admitted == 1
         # The connection is closed: the server cancels the stream, the engine aborts it.
-        wait_until(lambda: engine.unfinished == 0, "the engine stream to be aborted")
+        wait_for(lambda: engine.unfinished == 0, "the engine stream to be aborted")
         assert engine.cancelled == 1
-        wait_until(lambda: app.state.service.admitted == 0, "the admission to be released")
+        wait_for(lambda: app.state.service.admitted == 0, "the admission to be released")
 
 
 def test_a_client_that_leaves_before_the_answer_aborts_the_generation(tmp_path: Path) -> None:
@@ -375,7 +367,7 @@ def test_a_client_that_leaves_before_the_answer_aborts_the_generation(tmp_path: 
         engine = factory.engine
         with pytest.raises(httpx.ReadTimeout):
             httpx.post(f"{url}/v1/completions", json={"prompt": "x"}, timeout=0.5)
-        wait_until(lambda: engine.cancelled == 1 and engine.unfinished == 0, "the abort")
+        wait_for(lambda: engine.cancelled == 1 and engine.unfinished == 0, "the abort")
 
 
 def test_overload_and_timeout_in_openai_shape(tmp_path: Path) -> None:
