@@ -6,6 +6,10 @@ starts (--start; DTYPE=float32 and TEMPERATURE=0 unless --env says otherwise), a
   * failures: every request that did not answer 200 with one answer per prompt (0 expected);
   * latency p50/p90/p99 per kind (single, list), send to whole body received;
   * output tokens/s: the sum of X-Output-Tokens over the wall time of the whole load;
+  * with --mix N, N each of a streamed chat, a JSON-schema chat and a named tool call over
+    /v1 in the same load, each checked (llmserve.load_mix); the engine must hold nothing
+    afterwards, and a started server's memory (RSS of its process tree) is recorded before
+    and after;
   * answers matched to their prompts: every prompt is distinct, and a random sample of them
     (--verify) is sent again after the load, one at a time with nothing else in flight; with
     greedy float32 decoding the answer must equal the one the prompt got under load. (bf16
@@ -35,6 +39,7 @@ from typing import Any
 
 from llmserve.argtypes import add_env, positive_int
 from llmserve.errors import ExitCode, LlmserveError, ServerError
+from llmserve.load_mix import KINDS, MixOutcome
 from llmserve.paths import DATA_JSONL, RESULTS_ROOT
 
 LOAD_ROOT = RESULTS_ROOT / "load"
@@ -65,6 +70,9 @@ class Plan:
     lists: int
     list_size: int
     outcomes: list[Outcome] = field(default_factory=list)
+    mix: list[tuple[str, str]] = field(default_factory=list)  # (kind, question) over /v1
+    mixed: list[MixOutcome] = field(default_factory=list)
+    model: str = ""  # the served model name the /v1 requests give
 
 
 def distinct_prompts(count: int, data: Path = DATA_JSONL) -> list[str]:
@@ -83,9 +91,12 @@ def distinct_prompts(count: int, data: Path = DATA_JSONL) -> list[str]:
     return prompts
 
 
-def make_plan(singles: int, lists: int, list_size: int, data: Path = DATA_JSONL) -> Plan:
-    prompts = distinct_prompts(singles + lists * list_size, data)
+def make_plan(singles: int, lists: int, list_size: int, data: Path = DATA_JSONL,
+              mix: int = 0) -> Plan:
+    prompts = distinct_prompts(singles + lists * list_size + mix, data)
     plan = Plan(singles, lists, list_size)
+    questions, prompts = prompts[len(prompts) - mix:], prompts[:len(prompts) - mix]
+    plan.mix = [(kind, question) for question in questions for kind in KINDS]
     plan.outcomes = [Outcome("single", [p]) for p in prompts[:singles]]
     rest = prompts[singles:]
     plan.outcomes += [
@@ -122,13 +133,26 @@ async def run_load(url: str, plan: Plan, progress: bool) -> float:
     """Send every request of `plan` at once; returns the wall seconds until the last answer."""
     from tqdm import tqdm
 
-    bar = tqdm(total=len(plan.outcomes), desc="load", unit="req", file=sys.stderr,
-               disable=not progress)
+    from llmserve.load_mix import send
+
+    bar = tqdm(total=len(plan.outcomes) + len(plan.mix), desc="load", unit="req",
+               file=sys.stderr, disable=not progress)
+
+    async def mixed(kind: str, question: str) -> MixOutcome:
+        try:
+            return await send(url, kind, plan.model, question)
+        finally:
+            bar.update(1)
+
     start = time.perf_counter()
     try:
-        await asyncio.gather(*(_send(url, o, lambda: bar.update(1)) for o in plan.outcomes))
+        results = await asyncio.gather(
+            *(mixed(kind, question) for kind, question in plan.mix),
+            *(_send(url, o, lambda: bar.update(1)) for o in plan.outcomes),
+        )
     finally:
         bar.close()
+    plan.mixed = [r for r in results if isinstance(r, MixOutcome)]
     return time.perf_counter() - start
 
 
@@ -221,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="concurrent list requests (default %(default)s)")
     load.add_argument("--list-size", type=positive_int, default=100, metavar="K",
                       help="prompts per list request (default %(default)s)")
+    load.add_argument("--mix", type=int, default=0, metavar="N",
+                      help="also N each of a streamed chat, a JSON-schema chat and a named "
+                      "tool call over /v1, checked (default %(default)s)")
     load.add_argument("--data", type=Path, default=DATA_JSONL,
                       help="questions to make the prompts from (default data.jsonl)")
     check = parser.add_argument_group("check")
@@ -246,18 +273,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _load(args: argparse.Namespace, command: list[str]) -> int:
     from llmserve.harness.metadata import git_state, hardware, now_iso, timestamp
 
-    if args.singles < 0 or args.lists < 0 or args.verify < 0:
-        raise LlmserveError("--singles, --lists and --verify take counts >= 0")
+    if min(args.singles, args.lists, args.verify, args.mix) < 0:
+        raise LlmserveError("--singles, --lists, --verify and --mix take counts >= 0")
     if args.singles + args.lists == 0:
         raise LlmserveError("nothing to send: --singles and --lists are both 0")
     out = args.out or LOAD_ROOT / f"{timestamp()}.json"
-    plan = make_plan(args.singles, args.lists, args.list_size, args.data)
+    plan = make_plan(args.singles, args.lists, args.list_size, args.data, args.mix)
     progress = not args.no_progress and sys.stderr.isatty()
     record: dict[str, Any] = {
         "kind": "load", "started": now_iso(),
         "command": command,
         "config": {"singles": args.singles, "lists": args.lists, "list_size": args.list_size,
                    "verify": args.verify, "seed": args.seed, "data": str(args.data),
+                   "mix": args.mix,
                    "start": args.start,
                    "settings": {**START_DEFAULTS, **dict(args.env)} if args.start else None},
         "hardware": hardware(), "git": git_state(),
@@ -274,12 +302,33 @@ def _load(args: argparse.Namespace, command: list[str]) -> int:
         except ServerFailed as error:
             raise ServerError(f"--start: {error}") from None
         with service:  # stopped whatever happens, Ctrl-C and SIGTERM included
-            return _measure(service.url, plan, args, progress, record, out)
+            return _measure(service.url, plan, args, progress, record, out, service.server.pid)
     return _measure(args.url, plan, args, progress, record, out)
 
 
+def _rss_mb(pid: int | None) -> float | None:
+    """Resident MB of a started server's process tree (None: not ours to measure)."""
+    from llmserve.bench.memory import MB, tree_rss
+
+    return None if pid is None else tree_rss(pid) / MB
+
+
+def _engine_left(url: str, timeout: float = 30.0) -> dict[str, Any]:
+    """/info's load once the engine holds nothing (a stream's end may lag its last byte a
+    moment), or as last seen after `timeout` seconds."""
+    from llmserve.harness.client import get_info
+
+    deadline = time.monotonic() + timeout
+    while True:
+        load = dict(get_info(url).get("load") or {})
+        idle = not load.get("engine_unfinished") and not load.get("waiting_prompts")
+        if idle or time.monotonic() >= deadline:
+            return {**load, "idle": idle}
+        time.sleep(0.2)
+
+
 def _measure(url: str, plan: Plan, args: argparse.Namespace, progress: bool,
-             record: dict[str, Any], out: Path) -> int:
+             record: dict[str, Any], out: Path, pid: int | None = None) -> int:
     from llmserve.harness.client import get_info
     from llmserve.records import write_json
 
@@ -292,12 +341,25 @@ def _measure(url: str, plan: Plan, args: argparse.Namespace, progress: bool,
     total = plan.singles + plan.lists * plan.list_size
     print(f"load: {plan.singles} singles and {plan.lists} lists of {plan.list_size} "
           f"({total} prompts) at once to {url}", file=sys.stderr)
+    plan.model = str(info.get("model") or "")  # the name /v1 requests give (/v1/models')
+    rss_before = _rss_mb(pid)
     wall_s = asyncio.run(run_load(url, plan, progress))
     record["result"] = summarize(plan, wall_s)
+    if plan.mix:
+        from llmserve.load_mix import summarize as summarize_mix
+
+        record["mix"] = summarize_mix(plan.mixed)
+    record["engine_after"] = _engine_left(url)
     checked, mismatches = verify(url, plan, args.verify, args.seed, progress)
     record["verify"] = {"checked": checked, "mismatches": len(mismatches),
                         "examples": [m.to_json() for m in mismatches[:MAX_SHOWN]]}
-    failed = record["result"]["failures"] > 0 or bool(mismatches)
+    rss_after = _rss_mb(pid)
+    record["server_rss_mb"] = {"before": rss_before, "after": rss_after,
+                               "ratio": rss_after / rss_before if rss_before and rss_after
+                               else None}
+    failed = (record["result"]["failures"] > 0 or bool(mismatches)
+              or record.get("mix", {}).get("failures", 0) > 0
+              or not record["engine_after"]["idle"])
     record["exit_code"] = int(ExitCode.FAILED if failed else ExitCode.OK)
     write_json(out, record)
     _print(record, out)
@@ -322,6 +384,18 @@ def _print(record: dict[str, Any], out: Path) -> None:
           + (f"{tps:.1f} output tokens/s" if tps is not None else "no tokens/s"))
     for example in result["failure_examples"]:
         print(f"failed {example['kind']}: {example['error']}")
+    for kind, row in record.get("mix", {}).get("kinds", {}).items():
+        print(f"{kind:>6}: {row['requests']} /v1 requests, {row['failures']} failed, "
+              f"{row['invalid']} invalid, {row['cut']} cut at max_tokens")
+    for example in record.get("mix", {}).get("examples", []):
+        print(f"failed {example['kind']}: {example['error'] or example['invalid']}")
+    after = record["engine_after"]
+    print(f"engine after the load: {after.get('engine_unfinished')} unfinished, "
+          f"{after.get('waiting_prompts')} waiting" + ("" if after["idle"] else " (NOT idle)"))
+    rss = record["server_rss_mb"]
+    if rss["ratio"] is not None:
+        print(f"server RSS: {rss['before']:.0f} MB before, {rss['after']:.0f} MB after "
+              f"({rss['ratio']:.3f}x)")
     print(f"verify: {checked['checked']} prompts sent alone, {checked['mismatches']} mismatched")
     for mismatch in checked["examples"]:
         print(f"mismatch ({mismatch['kind']}) {mismatch['prompt'][:60]!r}: under load "

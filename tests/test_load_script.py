@@ -16,6 +16,7 @@ import pytest
 
 from llmserve import load
 from llmserve.errors import ExitCode
+from llmserve.load_mix import check
 from tests.asgi import read_body, send_json, serve_in_thread
 from tests.conftest import Server
 
@@ -132,3 +133,39 @@ def test_small_load_on_the_real_server(server: Server, tmp_path: Path) -> None:
     assert record["result"]["output_tokens"] > 0
     assert record["verify"]["checked"] == 10 and record["verify"]["mismatches"] == 0
     assert record["info"]["engine"]["dtype"] in ("float32", "torch.float32")
+
+
+def test_mixed_answers_are_checked_against_their_constraints() -> None:
+    """load_mix.check: a schema answer and a tool call's arguments validate, or say why."""
+    def answer(content: str | None = None, arguments: str | None = None,
+               finish: str = "stop") -> dict[str, Any]:
+        message: dict[str, Any] = {"content": content}
+        if arguments is not None:
+            message["tool_calls"] = [{"function": {"name": "get_weather",
+                                                   "arguments": arguments}}]
+        return {"choices": [{"message": message, "finish_reason": finish}]}
+
+    assert check("schema", answer('{"name": "Ann", "age": 3}')) == ("stop", None)
+    why = check("schema", answer('{"name": "Ann"}'))[1]
+    assert why is not None and "'age' is a required property" in why
+    assert check("schema", answer('{"name": "A', finish="length"))[0] == "length"
+    assert check("tool", answer(arguments='{"city": "Paris"}')) == ("stop", None)
+    assert check("tool", answer("Paris")) == ("stop", "no tool_calls")
+    assert check("tool", answer(arguments='{"city": 3}'))[1] is not None
+
+
+@pytest.mark.engine
+def test_mixed_load_on_both_engines(any_server: Server, tmp_path: Path) -> None:
+    """/predict singles and lists with streamed chats, JSON-schema chats and named tool calls
+    at once: every request answered, every constrained answer valid (or cut at max_tokens),
+    and nothing left in the engine afterwards."""
+    code, record = run_load(any_server.url, tmp_path / "load.json", "--singles", "4",
+                            "--lists", "1", "--list-size", "4", "--verify", "0", "--mix", "2")
+    assert code == ExitCode.OK, (record["result"]["failure_examples"], record.get("mix"))
+    assert record["result"]["failures"] == 0
+    mix = record["mix"]
+    assert mix["failures"] == 0, mix["examples"]
+    assert {kind: row["requests"] for kind, row in mix["kinds"].items()} == {
+        "stream": 2, "schema": 2, "tool": 2}
+    after = record["engine_after"]
+    assert after["idle"] and after["engine_unfinished"] == 0 and after["waiting_prompts"] == 0
