@@ -273,13 +273,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _load(args: argparse.Namespace, command: list[str]) -> int:
     from llmserve.harness.metadata import git_state, hardware, now_iso, timestamp
 
-    if min(args.singles, args.lists, args.verify, args.mix) < 0:
-        raise LlmserveError("--singles, --lists, --verify and --mix take counts >= 0")
+    for flag in ("singles", "lists", "verify", "mix"):
+        if getattr(args, flag) < 0:
+            raise LlmserveError(f"--{flag} {getattr(args, flag)}: a count, at least 0")
     if args.singles + args.lists == 0:
         raise LlmserveError("nothing to send: --singles and --lists are both 0")
     out = args.out or LOAD_ROOT / f"{timestamp()}.json"
     plan = make_plan(args.singles, args.lists, args.list_size, args.data, args.mix)
     progress = not args.no_progress and sys.stderr.isatty()
+    settings = {**START_DEFAULTS, **dict(args.env)}  # of a started server
     record: dict[str, Any] = {
         "kind": "load", "started": now_iso(),
         "command": command,
@@ -287,7 +289,7 @@ def _load(args: argparse.Namespace, command: list[str]) -> int:
                    "verify": args.verify, "seed": args.seed, "data": str(args.data),
                    "mix": args.mix,
                    "start": args.start,
-                   "settings": {**START_DEFAULTS, **dict(args.env)} if args.start else None},
+                   "settings": settings if args.start else None},
         "hardware": hardware(), "git": git_state(),
     }
     if args.start:
@@ -297,7 +299,7 @@ def _load(args: argparse.Namespace, command: list[str]) -> int:
         log = out.with_suffix(".server.log")
         print(f"starting a server (log {log}) ...", file=sys.stderr)
         try:
-            service = start_service({**START_DEFAULTS, **dict(args.env)}, log_path=log,
+            service = start_service(settings, log_path=log,
                                     start_timeout=args.start_timeout)
         except ServerFailed as error:
             raise ServerError(f"--start: {error}") from None
