@@ -174,6 +174,15 @@ class ServerSettings(BaseModel):
         description="When set, /v1/* (the OpenAI API) requires `Authorization: Bearer <key>`; "
         "/, /info and /predict stay open. A secret: /info shows it masked. Unset: all open.",
     )
+    api_servers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="HTTP front processes on the one port (`llmserve serve` only), all in "
+        "front of the same engine worker processes (ENGINE_REPLICAS of them), as vLLM's "
+        "--api-server-count: parsing, validation and answer building spread over CPU cores. "
+        "Each front admits MAX_WAITING_PROMPTS / API_SERVERS prompts; /metrics sums all.",
+    )
     shutdown_grace_seconds: float = Field(
         30.0,
         ge=0,
@@ -243,7 +252,34 @@ class Settings(  # bases in reverse: pydantic orders fields from the last base t
                 f"MAX_WAITING_PROMPTS={self.max_waiting_prompts} is below "
                 f"MAX_BATCH_PROMPTS={self.max_batch_prompts}: a full list could never be admitted"
             )
+        if self.front_waiting_prompts < self.max_batch_prompts:
+            raise ValueError(
+                f"MAX_WAITING_PROMPTS={self.max_waiting_prompts} over API_SERVERS="
+                f"{self.api_servers} fronts leaves each {self.front_waiting_prompts}, below "
+                f"MAX_BATCH_PROMPTS={self.max_batch_prompts}: raise MAX_WAITING_PROMPTS"
+            )
         return self
+
+    @model_validator(mode="after")
+    def _fronts_need_worker_processes(self) -> Settings:
+        if self.api_servers > 1 and self.replica_layout == "shared":
+            raise ValueError(
+                f"API_SERVERS={self.api_servers} with REPLICA_LAYOUT='shared': several HTTP "
+                "fronts share engines only in worker processes (REPLICA_LAYOUT=process)"
+            )
+        return self
+
+    @property
+    def front_waiting_prompts(self) -> int:
+        """What each of the API_SERVERS fronts admits: its share of MAX_WAITING_PROMPTS."""
+        return self.max_waiting_prompts // self.api_servers
+
+    def front_waiting_limit(self) -> str:
+        """How refusals name that share: `MAX_WAITING_PROMPTS=N`, or its split over fronts."""
+        if self.api_servers == 1:
+            return f"MAX_WAITING_PROMPTS={self.max_waiting_prompts}"
+        return (f"{self.front_waiting_prompts} (MAX_WAITING_PROMPTS={self.max_waiting_prompts}"
+                f" / API_SERVERS={self.api_servers})")  # fmt: skip
 
     def public(self) -> dict[str, Any]:
         """The effective settings as plain JSON values; secrets (SecretStr fields, e.g.

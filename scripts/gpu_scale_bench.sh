@@ -2,7 +2,7 @@
 # Issue #13's device tables in one warm session: replicas on one GPU, then TP=2, PP=2 and DP=2
 # on two GPUs, each a `llmserve bench` record (record.json, results.md) under OUT.
 #
-#   usage: bash scripts/gpu_scale_bench.sh OUT [one|two|all]    (default: all)
+#   usage: bash scripts/gpu_scale_bench.sh OUT [one|fronts|two|all]    (default: all)
 #   DRY_RUN=1 prints the commands without running them; SIZE=small runs a small workload
 #   (a check of the plumbing, e.g. on a CPU, not figures).
 #
@@ -19,7 +19,7 @@
 # start compiled for 208 s, later ones took 53 s (1 replica) and 92 s (2) from vLLM's cache.
 # Keep the host's NVLink multicast switches as they are.
 set -euo pipefail
-out=${1:?usage: gpu_scale_bench.sh OUT [one|two|all]}
+out=${1:?usage: gpu_scale_bench.sh OUT [one|fronts|two|all]}
 part=${2:-all}
 here=$(cd "$(dirname "$0")/.." && pwd)
 py=${PYTHON:-python3}
@@ -49,6 +49,15 @@ if [ "$part" = one ] || [ "$part" = all ]; then
   # every ratio in the record divides by the offline row of the same run.
   CUDA_VISIBLE_DEVICES=0 bench one-gpu \
     --systems vllm-offline,predict-list,predict-concurrent --replicas 1,2
+fi
+
+if [ "$part" = fronts ] || [ "$part" = all ]; then
+  # Issue #26's record: the same rows with API_SERVERS HTTP fronts (default 4) before the
+  # engine processes, beside vllm serve through both clients (ours, and vllm bench serve).
+  fronts=${API_SERVERS:-4}
+  CUDA_VISIBLE_DEVICES=0 bench "fronts-$fronts" --env "API_SERVERS=$fronts" \
+    --env "MAX_WAITING_PROMPTS=$((2048 * fronts))" --replicas 1,2 \
+    --systems vllm-offline,predict-list,predict-concurrent,vllm-serve,v1-completions,vllm-serve-bench
 fi
 
 if [ "$part" = two ] || [ "$part" = all ]; then

@@ -151,8 +151,8 @@ def test_named_tool_calls_for_each_choice(http: httpx.Client) -> None:
     ({"prompt": "x", "n": 129}, "less than or equal to 128"),
     ({"prompt": "x", "n": 0}, "greater than or equal to 1"),
     ({"prompt": "x", "n": 1.5}, "valid integer"),
-    ({"prompt": ["a", "b", "c"], "n": 3}, "9 choices; at most 8 (MAX_WAITING_PROMPTS)"),
-    ({"prompt": "x", "n": 9, "stream": True}, "9 choices; at most 8 (MAX_WAITING_PROMPTS)"),
+    ({"prompt": ["a", "b", "c"], "n": 3}, "9 choices; at most MAX_WAITING_PROMPTS=8"),
+    ({"prompt": "x", "n": 9, "stream": True}, "9 choices; at most MAX_WAITING_PROMPTS=8"),
 ])  # fmt: skip
 def test_too_many_choices_are_a_400_naming_n(
     http: httpx.Client, body: dict[str, Any], words: str

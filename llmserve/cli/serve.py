@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop serving when process PID ends (what tools that start a server pass: a "
         "tool killed outright leaves no server behind)",
     )  # fmt: skip
+    # Internal: what the API_SERVERS supervisor starts each front with (llmserve/cli/fronts.py).
+    parser.add_argument("--front-of", metavar="URLS", help=argparse.SUPPRESS)
     return parser
 
 
@@ -94,20 +96,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         from llmserve.lifeline import exit_with_parent
 
         exit_with_parent(args.exit_with_parent)
+    if args.front_of is not None:
+        return serve(settings, front_of=args.front_of.split(","))
     return serve(settings)
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, front_of: Sequence[str] = ()) -> int:
     """Run uvicorn until SIGTERM/SIGINT (0, after draining in-flight requests for at most
     SHUTDOWN_GRACE_SECONDS) or until the engine dies (1: a supervisor restarts the service;
-    in-flight requests have had their 503 first)."""
+    in-flight requests have had their 503 first). API_SERVERS > 1: supervise that many
+    fronts instead (llmserve/cli/fronts.py); `front_of`: be one of them, over the engine
+    processes at those URLs."""
     import uvicorn
 
+    from llmserve.cli.fronts import listening_socket, serve_fronts
     from llmserve.errors import ExitCode
     from llmserve.server.app import create_app
     from llmserve.server.state import Service
 
-    app = create_app(settings)
+    if settings.api_servers > 1 and not front_of:
+        return serve_fronts(settings)
+    app = create_app(settings, attach=front_of)
+    sockets = None
+    if front_of:
+        try:
+            sockets = [listening_socket(settings.host, settings.port, reuse_port=True)]
+        except OSError as exc:
+            print(f"error: cannot serve on {settings.host}:{settings.port}: {exc.strerror}",
+                  file=sys.stderr)  # fmt: skip
+            return int(ExitCode.FAILED)
     service: Service = app.state.service
     server = uvicorn.Server(
         uvicorn.Config(
@@ -133,7 +150,7 @@ def serve(settings: Settings) -> int:
     # swallow a SIGTERM (before uvicorn installs its own) is a few statements long.
     signal.signal(signal.SIGTERM, ignore_signal)
     try:
-        server.run()
+        server.run(sockets=sockets)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if not server.started:

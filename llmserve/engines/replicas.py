@@ -267,13 +267,24 @@ def replicated(factory: EngineFactory, replicas: int) -> EngineFactory:
     return build
 
 
-def replica_factory(settings: Settings, factory: EngineFactory | None = None) -> EngineFactory:
+def replica_factory(
+    settings: Settings, factory: EngineFactory | None = None, attach: Sequence[str] = ()
+) -> EngineFactory:
     """The app's engine factory for ENGINE_REPLICAS and REPLICA_LAYOUT: `factory` (default:
     the ENGINE setting's) replicated in the API process, or, for REPLICA_LAYOUT=process and
     the ENGINE setting's own engine, one worker process per replica (ProcessEngine; a given
-    `factory`, e.g. a test's fake, cannot be rebuilt in another process)."""
+    `factory`, e.g. a test's fake, cannot be rebuilt in another process). `attach`: the URLs
+    of worker processes another process owns (an API_SERVERS front), one replica each."""
     from llmserve.engines import load_engine_factory
 
+    if attach:
+        from llmserve.engines.process.client import ProcessEngine
+
+        def attached(settings: Settings, model_dir: Path) -> Engine:
+            engines = [ProcessEngine.attach(url) for url in attach]
+            return engines[0] if len(engines) == 1 else ReplicatedEngine(engines)
+
+        return attached
     if settings.engine_replicas > 1 and settings.replica_layout == "process" and factory is None:
         from llmserve.engines.process.client import ProcessEngine
 

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import NoReturn
 
@@ -20,6 +20,7 @@ from fastapi.routing import APIRoute
 
 from llmserve.engines.base import EngineFactory, Sampling
 from llmserve.engines.replicas import replica_factory
+from llmserve.errors import SettingsError
 from llmserve.model import resolve_model_dir
 from llmserve.server import ui
 from llmserve.server.errors import error_responses, register_error_handlers
@@ -77,14 +78,22 @@ async def load_engine(
 
 
 def create_app(
-    settings: Settings | None = None, engine_factory: EngineFactory | None = None
+    settings: Settings | None = None,
+    engine_factory: EngineFactory | None = None,
+    attach: Sequence[str] = (),
 ) -> FastAPI:
     """The service for `settings` (default: the environment's) over the engine `engine_factory`
-    builds (default: the one settings.engine names). A bad setting or a model that is not
+    builds (default: the one settings.engine names), or over the engine worker processes at
+    the URLs `attach` (one of API_SERVERS fronts). A bad setting or a model that is not
     there raises SettingsError or ModelNotFound, before anything is served."""
     settings = settings or load_settings()
+    if settings.api_servers > 1 and not attach:
+        raise SettingsError(
+            f"API_SERVERS={settings.api_servers} is served by `llmserve serve` (it starts the "
+            "fronts and the engine processes); an app imported alone serves with API_SERVERS=1"
+        )
     model_dir = resolve_model_dir(settings)
-    factory = replica_factory(settings, engine_factory)
+    factory = replica_factory(settings, engine_factory, attach)
     service = Service(
         settings=settings, model_dir=model_dir, sampling=Sampling.from_settings(settings)
     )

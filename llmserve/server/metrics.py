@@ -8,6 +8,10 @@ meanings follow vLLM's (prefix `vllm:`, label `model_name`); a request is one pr
 counts as running from entry: its per-prompt first tokens are not reported).
 
 Scrape: `curl -s localhost:8000/metrics | grep '^vllm:'`.
+
+Under API_SERVERS > 1 each HTTP front counts in prometheus_client's multiprocess mode (the
+supervisor gives the fronts a PROMETHEUS_MULTIPROC_DIR), and a scrape, whichever front
+answers it, sums all of them (gauges: the live processes' sum).
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import values as prometheus_values
 from prometheus_client.exposition import generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from llmserve.engines.base import Delta, Engine, Generation, Prompt, Sampling
 
@@ -41,9 +47,10 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.running = Gauge("vllm:num_requests_running", "Requests generating now.", LABELS,
-                             registry=r)  # fmt: skip
+                             registry=r, multiprocess_mode="livesum")  # fmt: skip
         self.waiting = Gauge("vllm:num_requests_waiting", "Requests in the engine without a "
-                             "first token yet.", LABELS, registry=r)  # fmt: skip
+                             "first token yet.", LABELS, registry=r,
+                             multiprocess_mode="livesum")  # fmt: skip
         self.prompt_tokens = Counter("vllm:prompt_tokens", "Prefill tokens processed.", LABELS,
                                      registry=r)  # fmt: skip
         self.generation_tokens = Counter("vllm:generation_tokens", "Tokens generated.", LABELS,
@@ -161,7 +168,16 @@ class MeteredEngine:
 router = APIRouter()
 
 
+def multiprocess() -> bool:
+    """Whether prometheus_client counts across processes (PROMETHEUS_MULTIPROC_DIR was set
+    when it was imported: an API_SERVERS front)."""
+    return prometheus_values.ValueClass is not prometheus_values.MutexValue
+
+
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
     registry = request.app.state.metrics.registry
+    if multiprocess():  # every front's files, not only this process's metrics
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -58,11 +58,11 @@ class Service:
         """Count `prompts` as waiting while the block runs, or raise Overloaded when that would
         exceed MAX_WAITING_PROMPTS. Nothing awaits between the check and the count, so
         concurrent requests on the event loop cannot overshoot the limit."""
-        limit = self.settings.max_waiting_prompts
+        limit = self.settings.front_waiting_prompts
         if self.admitted + prompts > limit:
             raise Overloaded(
                 f"server is at capacity: {self.admitted} prompts waiting, {prompts} more would "
-                f"exceed MAX_WAITING_PROMPTS={limit}; retry later"
+                f"exceed {self.settings.front_waiting_limit()}; retry later"
             )
         self.admitted += prompts
         try:

@@ -17,10 +17,12 @@ from __future__ import annotations
 import json
 import os
 import resource
+import select
 import sys
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
@@ -56,27 +58,85 @@ def raise_open_files_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+class Worker(Protocol):
+    """The worker process as its client sees it: its own child, or one it attached to."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def running(self) -> bool: ...
+    def stop(self, timeout: float = 30.0) -> int | None: ...
+
+
+def start_worker(model_dir: Path, port: int | None = None) -> tuple[str, ServerProcess]:
+    """A worker process serving `model_dir` on `port` (default: a free one), started and
+    ready: its URL and process (an EngineError, with its exit code, if it fails to start)."""
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", WORKER, "--port", str(port),
+               "--model-dir", str(model_dir), "--parent-pid", str(os.getpid())]  # fmt: skip
+    # Its output goes to ours (the engine's log lines), its cwd is ours (relative paths in
+    # the settings mean the same), its environment ours: the same settings.
+    worker = ServerProcess(command, f"{url}/health", cwd=Path.cwd(), inherit_output=True)
+    worker.what = "engine replica process"
+    try:
+        worker.start()
+    except Exception as exc:
+        raise EngineError(str(exc)) from exc
+    return url, worker
+
+
+class AttachedWorker:
+    """A worker another process started and stops (the API_SERVERS supervisor, for each HTTP
+    front): waited for until ready, then watched through a pidfd; stop() leaves it be."""
+
+    what = "engine replica process"
+
+    def __init__(self, url: str, timeout: float = 900.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self._ready(url):  # its owner ends us if it fails to start
+            if time.monotonic() > deadline:
+                raise EngineError(f"engine process at {url} not ready after {timeout:.0f} s")
+            time.sleep(0.5)
+        self.pid = int(httpx.get(f"{url}/facts", timeout=60).json()["pid"])
+        self._pidfd = os.pidfd_open(self.pid)
+
+    @staticmethod
+    def _ready(url: str) -> bool:
+        try:
+            return httpx.get(f"{url}/health", timeout=5.0).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    @property
+    def running(self) -> bool:
+        readable, _, _ = select.select([self._pidfd], [], [], 0)  # readable once it exited
+        return not readable
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        return None
+
+
 class ProcessEngine:
     """One engine replica in its own process (see the module docstring). Building it starts
     the worker and returns once its engine is ready (an EngineError, with the worker's exit
-    code, if it fails to start)."""
+    code, if it fails to start); `attach` reaches a worker another process owns."""
 
-    def __init__(self, settings: Settings, model_dir: Path) -> None:
+    def __init__(self, settings: Settings, model_dir: Path, port: int | None = None) -> None:
         raise_open_files_limit()
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        command = [sys.executable, "-m", WORKER, "--port", str(port),
-                   "--model-dir", str(model_dir), "--parent-pid", str(os.getpid())]  # fmt: skip
-        # Its output goes to ours (the engine's log lines), its cwd is ours (relative paths in
-        # the settings mean the same), its environment ours: the same settings.
-        self.worker = ServerProcess(
-            command, f"{self.url}/health", cwd=Path.cwd(), inherit_output=True
-        )
-        self.worker.what = "engine replica process"
-        try:
-            self.worker.start()
-        except Exception as exc:
-            raise EngineError(str(exc)) from exc
+        url, worker = start_worker(model_dir, port)
+        self._connect(url, worker)
+
+    @classmethod
+    def attach(cls, url: str) -> ProcessEngine:
+        """The engine of the worker at `url`, once it is ready (see AttachedWorker)."""
+        raise_open_files_limit()
+        engine = cls.__new__(cls)
+        engine._connect(url, AttachedWorker(url))
+        return engine
+
+    def _connect(self, url: str, worker: Worker) -> None:
+        self.url, self.worker = url, worker
         self._facts: dict[str, Any] = httpx.get(f"{self.url}/facts", timeout=60).json()
         # A connection per request in flight (C=1024 users -> 1024), each its own client:
         # one shared pool of 1024 held 2 replicas below one engine (llmserve/connections.py).

@@ -99,10 +99,11 @@ async def respond(
         adapter=adapter_for(service, answer.model), structured=structured
     )
     choices = len(prompts) * sampling.n  # what the engine decodes, and admission counts
-    limit = service.settings.max_waiting_prompts
+    limit = service.settings.front_waiting_prompts
     if choices > limit:  # it could never be admitted: not a 503 to retry
         raise OpenAIError(400, f"{len(prompts)} prompt(s) x n={sampling.n} make {choices} "
-                          f"choices; at most {limit} (MAX_WAITING_PROMPTS)", "n")  # fmt: skip
+                          f"choices; at most {service.settings.front_waiting_limit()}",
+                          "n")  # fmt: skip
     timeout = service.settings.request_timeout
     try:
         with ExitStack() as admission:

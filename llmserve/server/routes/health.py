@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from fastapi import APIRouter
@@ -30,12 +31,13 @@ async def info(service: ServiceDep) -> JSONResponse:
             "status": service.state.value,
             "model": served_name(service),  # what /v1/models lists and requests name
             "settings": service.settings.public(),
+            "pid": os.getpid(),  # the process that answered: one of API_SERVERS fronts
             "engine": service.engine.facts() if service.engine else None,
             # Load: prompts admitted by /predict and not answered (MAX_WAITING_PROMPTS bounds
             # it), and requests the engine itself holds (none left once work is aborted).
             "load": {
                 "waiting_prompts": service.admitted,
-                "max_waiting_prompts": service.settings.max_waiting_prompts,
+                "max_waiting_prompts": service.settings.front_waiting_prompts,
                 "engine_unfinished": service.engine.unfinished
                 if service.engine and not service.engine.dead
                 else 0,

@@ -1,0 +1,146 @@
+"""API_SERVERS > 1: several HTTP fronts on one port in front of shared engine processes.
+
+`llmserve serve` becomes a supervisor:
+- it starts API_SERVERS front processes (`llmserve serve --front-of URLS`), each binding the
+  port with SO_REUSEPORT, so the kernel spreads connections over them; they answer 503
+  ("loading") until the engines are ready, as one server does;
+- it starts the ENGINE_REPLICAS engine worker processes (llmserve.engines.process.worker),
+  one after another, on ports it chose; every front attaches to all of them;
+- it waits. SIGTERM or SIGINT: each front drains (SHUTDOWN_GRACE_SECONDS) and exits, then
+  the engines stop; exit 0. A front that ends on its own (an engine died: the fronts answer
+  503 and exit 1) ends the rest: exit 1, or the front's own non-zero code.
+
+Why: one Python process parses, validates and answers every request. On an H100 at C=1024
+concurrent /predict singles held one engine at 0.79x of vLLM's offline throughput while
+lists reached 0.96x (docs/replicas-and-gpus.md); vLLM's answer is the same, several API
+server processes (`vllm serve --api-server-count`). A shared listening socket was not used:
+asyncio accepts up to 100 queued connections per wake-up, so one front could take a whole
+burst of clients.
+
+Every child ends with this process (a pidfd watch), so a SIGKILLed supervisor leaves nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from llmserve.engines.process.client import ProcessEngine
+    from llmserve.settings import Settings
+
+FRONT_FLAG = "--front-of"  # the hidden `llmserve serve` flag that makes a process a front
+POLL_S = 0.25  # how often the supervisor looks at its children
+
+
+def listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
+    """A TCP socket bound to host:port (SO_REUSEPORT: shared with the other fronts)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class Stop(Exception):
+    """SIGTERM or SIGINT reached the supervisor."""
+
+
+def raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise Stop(signal.Signals(signum).name)
+
+
+def serve_fronts(settings: Settings) -> int:
+    """Supervise API_SERVERS fronts over ENGINE_REPLICAS engine processes (module docstring);
+    returns the exit code."""
+    from llmserve.engines.process.client import ProcessEngine
+    from llmserve.errors import ExitCode
+    from llmserve.model import resolve_model_dir
+    from llmserve.process import free_port
+
+    model_dir = resolve_model_dir(settings)  # ModelNotFound before anything starts
+    try:  # another server on the port would silently share it with SO_REUSEPORT fronts
+        listening_socket(settings.host, settings.port, reuse_port=False).close()
+    except OSError as exc:
+        print(f"error: cannot serve on {settings.host}:{settings.port}: {exc.strerror}",
+              file=sys.stderr)  # fmt: skip
+        return int(ExitCode.FAILED)
+    ports = [free_port() for _ in range(settings.engine_replicas)]
+    urls = ",".join(f"http://127.0.0.1:{port}" for port in ports)
+    metrics_dir = tempfile.mkdtemp(prefix="llmserve-metrics-")
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
+    command = [sys.executable, "-m", "llmserve", "serve", FRONT_FLAG, urls,
+               "--host", settings.host, "--port", str(settings.port),
+               "--exit-with-parent", str(os.getpid())]  # fmt: skip
+    fronts: list[subprocess.Popen[bytes]] = []
+    engines: list[ProcessEngine] = []
+    previous = {sig: signal.signal(sig, raise_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    code = int(ExitCode.OK)
+    try:
+        fronts = [subprocess.Popen(command, env=env, start_new_session=True)
+                  for _ in range(settings.api_servers)]  # fmt: skip
+        print(f"llmserve serve: {len(fronts)} HTTP fronts (pids "
+              f"{', '.join(str(f.pid) for f in fronts)}) on port {settings.port}; starting "
+              f"{len(ports)} engine process(es)", file=sys.stderr, flush=True)  # fmt: skip
+        for port in ports:  # one after another: on a GPU each sizes its cache alone
+            engines.append(ProcessEngine(settings, model_dir, port=port))
+        code = wait_for_a_front(fronts)
+    except Stop:
+        pass
+    except Exception as exc:  # an engine that failed to start: the fronts cannot serve
+        print(f"error: the engine failed to start: {type(exc).__name__}: {exc}",
+              file=sys.stderr, flush=True)  # fmt: skip
+        code = int(ExitCode.FAILED)
+    finally:
+        with contextlib.suppress(Stop):  # a second signal does not cut the shutdown short
+            stop_fronts(fronts, settings.shutdown_grace_seconds + 10)
+            for engine in engines:
+                engine.shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    return code
+
+
+def wait_for_a_front(fronts: list[subprocess.Popen[bytes]]) -> int:
+    """Block until a front ends (or Stop); the code the supervisor then exits with."""
+    from llmserve.errors import ExitCode
+
+    while True:
+        for front in fronts:
+            code = front.poll()
+            if code is not None:
+                print(f"llmserve serve: front {front.pid} ended with {code}; stopping",
+                      file=sys.stderr, flush=True)  # fmt: skip
+                return code if code > 0 else int(ExitCode.FAILED)
+        time.sleep(POLL_S)
+
+
+def stop_fronts(fronts: list[subprocess.Popen[bytes]], timeout: float) -> None:
+    """SIGTERM each front's group (each drains its requests), then SIGKILL what lingers."""
+    for front in fronts:
+        if front.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(front.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for front in fronts:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            front.wait(timeout=max(0.0, deadline - time.monotonic()))
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(front.pid, signal.SIGKILL)
+        front.wait()
