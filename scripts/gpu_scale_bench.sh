@@ -12,6 +12,7 @@
 # then in one warm session, after the chunks are unpacked and installed into ~/site:
 #   export PYTHONPATH=~/site HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1
 #   timeout 540 bash scripts/gpu_scale_bench.sh ~/scale one   # 1-GPU rows; run it twice
+#   timeout 540 bash scripts/gpu_scale_bench.sh ~/scale fronts # API_SERVERS=4 rows, twice
 #   timeout 540 bash scripts/gpu_scale_bench.sh ~/scale two   # 2-GPU rows (nvidia-h200-x2)
 # Each bench resumes its record (--resume), so a call cut by the time limit is finished by
 # running the same line again: write the records outside $OUT (emptied at every call) and copy
@@ -33,9 +34,14 @@ fi
 common=(--phases throughput "${sizes[@]}" --ignore-eos --resume
         --env MAX_BATCH_PROMPTS=2048 --env MAX_WAITING_PROMPTS=4096)
 
-run() {
+run() {  # in the background, waited on: a TERM to this script (timeout) reaches the bench,
+  # which stops its servers and exits 130; a bash killed in `cmd` leaves `cmd` running
   echo "+ $*" >&2
-  [ -n "${DRY_RUN:-}" ] || (cd "$here" && "$@")
+  [ -n "${DRY_RUN:-}" ] && return
+  (cd "$here" && exec "$@") &
+  child=$!
+  trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 130' TERM INT
+  wait "$child"
 }
 
 bench() {  # bench NAME [args...]: one record under OUT/NAME

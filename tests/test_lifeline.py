@@ -9,6 +9,7 @@ import sys
 import psutil
 
 from llmserve.harness.launch import serve_command
+from llmserve.lifeline import lifeline_command
 
 CHILD = """
 import sys, threading
@@ -53,3 +54,24 @@ def test_servers_started_by_tools_carry_the_lifeline() -> None:
     command = serve_command("127.0.0.1", 8123)
     flag = command.index("--exit-with-parent")
     assert command[flag + 1] == str(psutil.Process().pid)
+
+
+def test_a_command_under_the_lifeline_wrapper_ends_with_the_parent() -> None:
+    """What `llmserve bench` runs `vllm serve` under (it has no --exit-with-parent)."""
+    parent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+    sleeper = [sys.executable, "-c", "print('up', flush=True); import time; time.sleep(3600)"]
+    wrapper = subprocess.Popen([*lifeline_command(parent.pid), *sleeper],
+                               stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert wrapper.stdout is not None and wrapper.stdout.readline() == "up\n"
+        tree = [psutil.Process(wrapper.pid), *psutil.Process(wrapper.pid).children()]
+        assert len(tree) == 2 and wrapper.poll() is None
+        parent.kill()
+        parent.wait()
+        _, alive = psutil.wait_procs(tree, timeout=60)
+        assert not alive, "the command outlived the parent"
+    finally:
+        for process in (parent, wrapper):
+            if process.poll() is None:
+                process.kill()
+        wrapper.wait()

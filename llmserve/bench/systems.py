@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import importlib.metadata
 import json
+import os
 import secrets
 import sys
 import tempfile
@@ -51,6 +52,7 @@ from llmserve.bench.workload import Batch
 from llmserve.errors import LlmserveError, ServerError
 from llmserve.harness.client import post_predict
 from llmserve.harness.launch import serve_command
+from llmserve.lifeline import lifeline_command
 from llmserve.process import ServerProcess, free_port
 
 HOST = "127.0.0.1"
@@ -319,7 +321,9 @@ class VllmServe(HttpSystem):
     health_path = "/health"
 
     def command(self) -> list[str]:
-        return vllm_serve_command(self.context.engine_kwargs, HOST, self.port)
+        # vllm serve has no --exit-with-parent: a SIGKILLed bench left it holding the GPU.
+        command = vllm_serve_command(self.context.engine_kwargs, HOST, self.port)
+        return [*lifeline_command(os.getpid()), *command]
 
     def prompts(self, batch: Batch) -> list[str] | list[list[int]]:
         """Per prompt what vllm serve receives: templated text, as /predict receives text

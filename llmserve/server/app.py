@@ -8,12 +8,14 @@ a factory: by default the one the ENGINE setting names (llmserve.engines), in te
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Sequence
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -46,6 +48,7 @@ from llmserve.server.warmup import warmup_prompts
 from llmserve.settings import Settings, load_settings
 
 log = logging.getLogger("uvicorn.error")  # uvicorn configures this one: our lines show
+T = TypeVar("T")
 
 
 def die(message: str) -> NoReturn:
@@ -57,13 +60,41 @@ def die(message: str) -> NoReturn:
     os._exit(1)
 
 
+async def in_daemon_thread(function: Callable[..., T], *args: Any) -> T:
+    """`function(*args)` in a daemon thread. asyncio.to_thread's executor thread is joined
+    when the process exits, so a SIGTERM during a long engine start waited for the start to
+    end (an API_SERVERS front waiting for an engine that never came: the whole 900 s load
+    timeout); a daemon thread is left behind with the process."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():  # the load was cancelled (the app is shutting down)
+            return
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+    def run() -> None:
+        try:
+            result, error = function(*args), None
+        except BaseException as exc:  # handed to the awaiting coroutine
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="engine-load", daemon=True).start()
+    return await future
+
+
 async def load_engine(
     service: Service, factory: EngineFactory, metrics: Metrics | None = None
 ) -> None:
     """Build the engine and warm it; on failure, say why and end the process non-zero.
     `metrics` measures what is served after the warm-up."""
     try:
-        engine = await asyncio.to_thread(factory, service.settings, service.model_dir)
+        engine = await in_daemon_thread(factory, service.settings, service.model_dir)
         service.engine = engine
         prompts = warmup_prompts(service.settings.warmup_data, service.settings.warmup_samples)
         if prompts:
