@@ -50,7 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("usage: python -m llmserve.lifeline PID CMD [ARG...]", file=sys.stderr)
         return 2
     exit_with_parent(int(args[0]))
-    return subprocess.call(args[1:])
+    child = subprocess.Popen(args[1:])
+    for sig in (signal.SIGTERM, signal.SIGINT):  # a stop of this wrapper stops CMD
+        signal.signal(sig, lambda signum, frame: child.send_signal(signum))
+    return child.wait()
 
 
 if __name__ == "__main__":

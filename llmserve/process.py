@@ -1,11 +1,11 @@
 """Child processes that serve HTTP: a free port, and a process group started, waited on
 until healthy, and stopped with everything it spawned.
 
-A server runs in its own process group; `stop()` signals only that group, so the engine
-workers it spawned go with it and nothing else is touched. A busy port is never freed by
-killing its owner: callers take a free port, and a port someone takes between our choice and
-the server's bind is answered by choosing another (harness.launch.start_service, the engines'
-worker processes).
+A server runs in its own process group; `stop()` asks its leader to stop, then ends what is
+left of that group, so the engine workers it spawned go with it and nothing else is touched.
+A busy port is never freed by killing its owner: callers take a free port, and a port someone
+takes between our choice and the server's bind is answered by choosing another
+(harness.launch.start_service, the engines' worker processes).
 """
 
 from __future__ import annotations
@@ -147,18 +147,21 @@ class ServerProcess:
         return self.process is not None and self.process.poll() is None
 
     def stop(self, timeout: float = 30.0) -> int | None:
-        """SIGTERM our process group, then SIGKILL it if it lingers. Returns the exit code."""
+        """SIGTERM the leader, which stops what it started (`llmserve serve` drains, then
+        shuts its engine down); after it exited, or `timeout` seconds, SIGKILL whatever is
+        left of the group. Returns the leader's exit code. (The whole group signalled at
+        once, vLLM's engine processes died before the server closed them, and Python's
+        resource tracker reported "leaked shared_memory objects" on every stop.)"""
         if self.process is None:
             return None
         if self.process.poll() is None:
-            self._signal_group(signal.SIGTERM)
-            try:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self._signal_group(signal.SIGKILL)
-                self.process.wait()
         # Children (engine workers) can outlive the leader; the group is still ours.
         self._signal_group(signal.SIGKILL)
+        self.process.wait()
         return self.process.returncode
 
     def _signal_group(self, sig: signal.Signals) -> None:

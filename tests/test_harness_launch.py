@@ -39,6 +39,39 @@ def test_server_process_starts_healthy_and_stop_ends_its_whole_group(tmp_path: P
     assert all(p.status() == psutil.STATUS_ZOMBIE for p in alive)  # dead, not yet reaped
 
 
+# A leader that stops its child itself on SIGTERM, as `llmserve serve` shuts its engine down;
+# the child writes the pid that signalled it.
+LEADER = """
+import http.server, signal, subprocess, sys, threading
+CHILD = ("import signal, sys; signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM}); "
+         "print('up', flush=True); "
+         "open(sys.argv[1], 'w').write(str(signal.sigwaitinfo({signal.SIGTERM}).si_pid))")
+child = subprocess.Popen([sys.executable, "-c", CHILD, sys.argv[2]], stdout=subprocess.PIPE)
+child.stdout.readline()
+server = http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])),
+                                         http.server.SimpleHTTPRequestHandler)
+def stop(signum, frame):
+    child.terminate()
+    child.wait()
+    threading.Thread(target=server.shutdown).start()
+signal.signal(signal.SIGTERM, stop)
+server.serve_forever()
+"""
+
+
+def test_stop_asks_the_leader_which_stops_its_children(tmp_path: Path) -> None:
+    """The leader alone gets SIGTERM: its children are stopped by it, in order (vLLM's engine
+    processes signalled beside the server died before it closed them: leaked shared memory)."""
+    port, seen = free_port(), tmp_path / "signalled-by"
+    server = ServerProcess([sys.executable, "-c", LEADER, str(port), str(seen)],
+                           health_url=f"http://127.0.0.1:{port}/", cwd=tmp_path,
+                           log_path=tmp_path / "log")  # fmt: skip
+    with server:
+        leader = server.pid
+    assert server.process is not None and server.process.returncode == 0
+    assert seen.read_text() == str(leader)
+
+
 def _pgid(pid: int) -> int | None:
     try:
         return os.getpgid(pid)
