@@ -70,6 +70,14 @@ def vllm() -> Iterator[Harness]:
             yield harness
         finally:
             engine.shutdown()
+            # Finish vLLM's tasks in this loop (its output handler) as asyncio.run does: left
+            # pending, they were finalized by a later garbage collection, which once ran inside
+            # another test's ast.parse and broke it ("AST constructor recursion depth
+            # mismatch", CPython 3.11).
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close()
 
 
