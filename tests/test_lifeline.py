@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import psutil
 
@@ -20,6 +21,20 @@ threading.Event().wait()  # serves forever, until the lifeline ends it
 """
 
 
+def kill_and_survivors(parent: subprocess.Popen[bytes], watched: list[psutil.Process]) -> list:
+    """SIGKILL `parent`; which of `watched` are still alive 60 s later (none expected)."""
+    parent.kill()
+    parent.wait()
+    return psutil.wait_procs(watched, timeout=60)[1]
+
+
+def end(*processes: subprocess.Popen[Any]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
 def test_a_child_group_ends_when_its_parent_is_killed() -> None:
     parent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
     child = subprocess.Popen(
@@ -29,15 +44,9 @@ def test_a_child_group_ends_when_its_parent_is_killed() -> None:
     try:
         assert child.stdout is not None and child.stdout.readline() == "watching\n"
         assert child.poll() is None  # the parent lives: the child keeps running
-        parent.kill()
-        parent.wait()
-        _, alive = psutil.wait_procs([psutil.Process(child.pid)], timeout=60)
-        assert not alive, "the child outlived its parent"
+        assert not kill_and_survivors(parent, [psutil.Process(child.pid)]), "child outlived"
     finally:
-        for process in (parent, child):
-            if process.poll() is None:
-                process.kill()
-        child.wait()
+        end(parent, child)
 
 
 def test_a_child_of_a_parent_already_gone_ends_at_once() -> None:
@@ -66,12 +75,6 @@ def test_a_command_under_the_lifeline_wrapper_ends_with_the_parent() -> None:
         assert wrapper.stdout is not None and wrapper.stdout.readline() == "up\n"
         tree = [psutil.Process(wrapper.pid), *psutil.Process(wrapper.pid).children()]
         assert len(tree) == 2 and wrapper.poll() is None
-        parent.kill()
-        parent.wait()
-        _, alive = psutil.wait_procs(tree, timeout=60)
-        assert not alive, "the command outlived the parent"
+        assert not kill_and_survivors(parent, tree), "the command outlived the parent"
     finally:
-        for process in (parent, wrapper):
-            if process.poll() is None:
-                process.kill()
-        wrapper.wait()
+        end(parent, wrapper)
