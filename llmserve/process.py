@@ -33,6 +33,14 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def health_code(url: str) -> int | None:
+    """The status GET `url` answers, None while nothing answers."""
+    try:
+        return httpx.get(url, timeout=5.0).status_code
+    except httpx.TransportError:
+        return None
+
+
 class ServerFailed(ServerError):
     """The server exited or did not become healthy in time."""
 
@@ -98,9 +106,8 @@ class ServerProcess:
 
     def ready(self) -> bool:
         """Whether it serves: GET health_url is 200 (subclasses check other signs)."""
-        try:
-            code = httpx.get(self.health_url, timeout=5.0).status_code
-        except httpx.TransportError:
+        code = health_code(self.health_url)
+        if code is None:
             return False
         self.health_codes.append(code)
         return code == 200

@@ -10,12 +10,12 @@
   the engines stop; exit 0. A front that ends on its own (an engine died: the fronts answer
   503 and exit 1) ends the rest: exit 1, or the front's own non-zero code.
 
-Why: one Python process parses, validates and answers every request. On an H100 at C=1024
-concurrent /predict singles held one engine at 0.79x of vLLM's offline throughput while
-lists reached 0.96x (docs/replicas-and-gpus.md); vLLM's answer is the same, several API
-server processes (`vllm serve --api-server-count`). A shared listening socket was not used:
-asyncio accepts up to 100 queued connections per wake-up, so one front could take a whole
-burst of clients.
+Why: one Python process parses, validates and answers every request; vLLM's answer to that
+is the same, several API server processes (`vllm serve --api-server-count`). Measured on an
+H100 (docs/replicas-and-gpus.md): with two engines, fronts bring concurrent singles to the
+list's throughput; one engine stays bound by vLLM's own client work in its worker. A shared
+listening socket was not used: asyncio accepts up to 100 queued connections per wake-up, so
+one front could take a whole burst of clients.
 
 Every child ends with this process (a pidfd watch), so a SIGKILLed supervisor leaves nothing.
 """
@@ -35,15 +35,16 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from llmserve.engines.process.client import ProcessEngine
+    from llmserve.process import ServerProcess
     from llmserve.settings import Settings
 
 FRONT_FLAG = "--front-of"  # the hidden `llmserve serve` flag that makes a process a front
 POLL_S = 0.25  # how often the supervisor looks at its children
 
 
-def listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
-    """A TCP socket bound to host:port (SO_REUSEPORT: shared with the other fronts)."""
+def listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket | None:
+    """A TCP socket bound to host:port (SO_REUSEPORT: shared with the other fronts), or None
+    after one line on stderr saying why the port cannot be had."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -51,9 +52,10 @@ def listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        print(f"error: cannot serve on {host}:{port}: {exc.strerror}", file=sys.stderr)
+        return None
     return sock
 
 
@@ -68,18 +70,17 @@ def raise_stop(signum: int, frame: FrameType | None) -> None:
 def serve_fronts(settings: Settings) -> int:
     """Supervise API_SERVERS fronts over ENGINE_REPLICAS engine processes (module docstring);
     returns the exit code."""
-    from llmserve.engines.process.client import ProcessEngine
+    from llmserve.engines.process.client import start_worker
     from llmserve.errors import ExitCode
     from llmserve.model import resolve_model_dir
     from llmserve.process import free_port
 
     model_dir = resolve_model_dir(settings)  # ModelNotFound before anything starts
-    try:  # another server on the port would silently share it with SO_REUSEPORT fronts
-        listening_socket(settings.host, settings.port, reuse_port=False).close()
-    except OSError as exc:
-        print(f"error: cannot serve on {settings.host}:{settings.port}: {exc.strerror}",
-              file=sys.stderr)  # fmt: skip
+    # Another server on the port would silently share it with SO_REUSEPORT fronts.
+    probe = listening_socket(settings.host, settings.port, reuse_port=False)
+    if probe is None:
         return int(ExitCode.FAILED)
+    probe.close()
     ports = [free_port() for _ in range(settings.engine_replicas)]
     urls = ",".join(f"http://127.0.0.1:{port}" for port in ports)
     metrics_dir = tempfile.mkdtemp(prefix="llmserve-metrics-")
@@ -88,7 +89,7 @@ def serve_fronts(settings: Settings) -> int:
                "--host", settings.host, "--port", str(settings.port),
                "--exit-with-parent", str(os.getpid())]  # fmt: skip
     fronts: list[subprocess.Popen[bytes]] = []
-    engines: list[ProcessEngine] = []
+    engines: list[ServerProcess] = []
     previous = {sig: signal.signal(sig, raise_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     code = int(ExitCode.OK)
     try:
@@ -98,7 +99,7 @@ def serve_fronts(settings: Settings) -> int:
               f"{', '.join(str(f.pid) for f in fronts)}) on port {settings.port}; starting "
               f"{len(ports)} engine process(es)", file=sys.stderr, flush=True)  # fmt: skip
         for port in ports:  # one after another: on a GPU each sizes its cache alone
-            engines.append(ProcessEngine(settings, model_dir, port=port))
+            engines.append(start_worker(model_dir, port)[1])
         code = wait_for_a_front(fronts)
     except Stop:
         pass
@@ -110,7 +111,7 @@ def serve_fronts(settings: Settings) -> int:
         with contextlib.suppress(Stop):  # a second signal does not cut the shutdown short
             stop_fronts(fronts, settings.shutdown_grace_seconds + 10)
             for engine in engines:
-                engine.shutdown()
+                engine.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -119,12 +119,10 @@ def serve(settings: Settings, front_of: Sequence[str] = ()) -> int:
     app = create_app(settings, attach=front_of)
     sockets = None
     if front_of:
-        try:
-            sockets = [listening_socket(settings.host, settings.port, reuse_port=True)]
-        except OSError as exc:
-            print(f"error: cannot serve on {settings.host}:{settings.port}: {exc.strerror}",
-                  file=sys.stderr)  # fmt: skip
+        sock = listening_socket(settings.host, settings.port, reuse_port=True)
+        if sock is None:
             return int(ExitCode.FAILED)
+        sockets = [sock]
     service: Service = app.state.service
     server = uvicorn.Server(
         uvicorn.Config(

@@ -37,7 +37,7 @@ from llmserve.engines.base import (
     Tokens,
 )
 from llmserve.engines.process import wire
-from llmserve.process import ServerProcess, free_port
+from llmserve.process import ServerProcess, free_port, health_code
 
 if TYPE_CHECKING:
     from llmserve.settings import Settings
@@ -94,19 +94,12 @@ class AttachedWorker:
 
     def __init__(self, url: str, timeout: float = 900.0) -> None:
         deadline = time.monotonic() + timeout
-        while not self._ready(url):  # its owner ends us if it fails to start
+        while health_code(f"{url}/health") != 200:  # its owner ends us if it fails to start
             if time.monotonic() > deadline:
                 raise EngineError(f"engine process at {url} not ready after {timeout:.0f} s")
             time.sleep(0.5)
         self.pid = int(httpx.get(f"{url}/facts", timeout=60).json()["pid"])
         self._pidfd = os.pidfd_open(self.pid)
-
-    @staticmethod
-    def _ready(url: str) -> bool:
-        try:
-            return httpx.get(f"{url}/health", timeout=5.0).status_code == 200
-        except httpx.TransportError:
-            return False
 
     @property
     def running(self) -> bool:
@@ -122,9 +115,9 @@ class ProcessEngine:
     the worker and returns once its engine is ready (an EngineError, with the worker's exit
     code, if it fails to start); `attach` reaches a worker another process owns."""
 
-    def __init__(self, settings: Settings, model_dir: Path, port: int | None = None) -> None:
+    def __init__(self, settings: Settings, model_dir: Path) -> None:
         raise_open_files_limit()
-        url, worker = start_worker(model_dir, port)
+        url, worker = start_worker(model_dir)
         self._connect(url, worker)
 
     @classmethod
