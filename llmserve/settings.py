@@ -179,9 +179,11 @@ class ServerSettings(BaseModel):
         ge=1,
         le=64,
         description="HTTP front processes on the one port (`llmserve serve` only), all in "
-        "front of the same engine worker processes (ENGINE_REPLICAS of them), as vLLM's "
-        "--api-server-count: parsing, validation and answer building spread over CPU cores. "
-        "Each front admits MAX_WAITING_PROMPTS / API_SERVERS prompts; /metrics sums all.",
+        "front of the same ENGINE_REPLICAS engines, as vLLM's --api-server-count: parsing, "
+        "validation and answer building spread over CPU cores. vLLM: each front runs its own "
+        "client (tokenizing, detokenizing) of every engine core; llama.cpp: the fronts share "
+        "engine worker processes. Each front admits MAX_WAITING_PROMPTS / API_SERVERS "
+        "prompts; /metrics sums all.",
     )
     shutdown_grace_seconds: float = Field(
         30.0,
@@ -266,6 +268,12 @@ class Settings(  # bases in reverse: pydantic orders fields from the last base t
             raise ValueError(
                 f"API_SERVERS={self.api_servers} with REPLICA_LAYOUT='shared': several HTTP "
                 "fronts share engines only in worker processes (REPLICA_LAYOUT=process)"
+            )
+        if self.api_servers > 1 and self.engine == "vllm" and self.data_parallel_size > 1:
+            raise ValueError(
+                f"API_SERVERS={self.api_servers} with DATA_PARALLEL_SIZE="
+                f"{self.data_parallel_size}: the fronts' shared engine cores are one per "
+                "replica; use ENGINE_REPLICAS, or API_SERVERS=1 for vLLM's data parallelism"
             )
         return self
 

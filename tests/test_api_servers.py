@@ -1,7 +1,8 @@
 """API_SERVERS=2: `llmserve serve` supervises two HTTP fronts on one port over one engine
-process (the real llama.cpp engine, real HTTP). Connections spread over both fronts, /metrics
-counts every front's requests whichever answers the scrape, SIGTERM drains and exits 0 with
-nothing left, and an engine death ends the service with 1."""
+(real engines, real HTTP): with vLLM, one engine core of which each front runs a client; with
+llama.cpp, one engine worker process both fronts reach. Connections spread over both fronts,
+/metrics counts every front's requests whichever answers the scrape, SIGTERM drains and exits
+0 with nothing left, and an engine death ends the service with 1."""
 
 from __future__ import annotations
 
@@ -27,14 +28,15 @@ pytestmark = pytest.mark.engine
 FRONTS = 2
 
 
-@pytest.fixture
-def fronts(tmp_path: Path) -> Iterator[Server]:
-    """`llmserve serve --host H --port P` with API_SERVERS=2: the address from the flags only
-    (HOST and PORT unset), as a user or the bench starts it."""
-    pytest.importorskip("llama_cpp")
+@pytest.fixture(params=["vllm", "llamacpp"])
+def fronts(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Server]:
+    """`llmserve serve --host H --port P` with API_SERVERS=2 over each engine: the address
+    from the flags only (HOST and PORT unset), as a user or the bench starts it."""
+    if request.param == "llamacpp":
+        pytest.importorskip("llama_cpp")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("HOST", "PORT")}
-    env.update(TEST_ENV, ENGINE="llamacpp", API_SERVERS=str(FRONTS))
+    env.update(TEST_ENV, ENGINE=request.param, API_SERVERS=str(FRONTS))
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "fronts.log"
     process = ServerProcess(serve_command("127.0.0.1", port), url + "/", env=env, log_path=log)
@@ -47,6 +49,15 @@ def fronts(tmp_path: Path) -> Iterator[Server]:
 
 def tree(pid: int) -> list[psutil.Process]:
     return [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+
+
+def engine_process(supervisor: int) -> psutil.Process:
+    """The one engine process the supervisor started: vLLM's engine core, or the llama.cpp
+    engine's worker process."""
+    (engine,) = [p for p in psutil.Process(supervisor).children()
+                 if p.cmdline()[:1] == ["VLLM::EngineCore"]
+                 or "llmserve.engines.process.worker" in p.cmdline()]  # fmt: skip
+    return engine
 
 
 async def answers(url: str, count: int) -> list[httpx.Response]:
@@ -66,8 +77,12 @@ def test_fronts_share_the_port_and_count_together(fronts: Server) -> None:
     assert len(front_pids) == FRONTS
     # 24 fresh connections: the kernel hashes each to one front's socket (2^-23 that one
     # front gets them all).
-    answered = {httpx.get(f"{fronts.url}/info", timeout=30).json()["pid"] for _ in range(24)}
-    assert answered == front_pids
+    infos = [httpx.get(f"{fronts.url}/info", timeout=30).json() for _ in range(24)]
+    assert {info["pid"] for info in infos} == front_pids
+    if infos[0]["settings"]["engine"] == "vllm":  # each front is its own client of the core
+        clients = {info["pid"]: info["engine"]["core_client"] for info in infos}
+        assert sorted(c["index"] for c in clients.values()) == list(range(FRONTS))
+        assert {c["of"] for c in clients.values()} == {FRONTS}
 
     sent = 12
     assert {r.status_code for r in asyncio.run(answers(fronts.url, sent))} == {200}
@@ -84,9 +99,8 @@ def test_fronts_share_the_port_and_count_together(fronts: Server) -> None:
 
 
 def test_an_engine_death_ends_the_service_with_1(fronts: Server) -> None:
-    worker = httpx.get(f"{fronts.url}/info", timeout=30).json()["engine"]["pid"]
     processes = tree(fronts.process.pid)
-    os.kill(worker, signal.SIGKILL)
+    engine_process(fronts.process.pid).kill()
     assert fronts.process.process is not None
     assert fronts.process.process.wait(timeout=120) == 1
     assert not [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
@@ -102,3 +116,5 @@ def test_each_front_must_admit_a_full_list() -> None:
         Settings(api_servers=8, max_waiting_prompts=4096, max_batch_prompts=1024)
     with pytest.raises(ValueError, match="REPLICA_LAYOUT='shared'"):
         Settings(api_servers=2, replica_layout="shared")
+    with pytest.raises(ValueError, match="API_SERVERS=2 with DATA_PARALLEL_SIZE=2"):
+        Settings(api_servers=2, engine="vllm", data_parallel_size=2)

@@ -1,14 +1,17 @@
 """API_SERVERS > 1: several HTTP fronts on one port in front of shared engine processes.
 
 `llmserve serve` becomes a supervisor:
-- it starts API_SERVERS front processes (`llmserve serve --front-of URLS`), each binding the
+- it starts API_SERVERS front processes (`llmserve serve --front-of JSON`), each binding the
   port with SO_REUSEPORT, so the kernel spreads connections over them; they answer 503
   ("loading") until the engines are ready, as one server does;
-- it starts the ENGINE_REPLICAS engine worker processes (llmserve.engines.process.worker),
-  one after another, on ports it chose; every front attaches to all of them;
+- it starts the ENGINE_REPLICAS engines, one after another, and every front attaches to all
+  of them (engines/attach.py): for vLLM, engine cores of which each front runs its own
+  client (engines/vllm/cores.py); for llama.cpp, engine worker processes
+  (llmserve.engines.process.worker) the fronts reach over HTTP;
 - it waits. SIGTERM or SIGINT: each front drains (SHUTDOWN_GRACE_SECONDS) and exits, then
-  the engines stop; exit 0. A front that ends on its own (an engine died: the fronts answer
-  503 and exit 1) ends the rest: exit 1, or the front's own non-zero code.
+  the engines stop; exit 0. An engine that dies, or a front that ends on its own (it saw a
+  worker die: the fronts answer 503 and exit 1), ends the rest: exit 1, or the front's own
+  non-zero code.
 
 Why: one Python process parses, validates and answers every request; vLLM's answer to that
 is the same, several API server processes (`vllm serve --api-server-count`). Measured on an
@@ -35,7 +38,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from llmserve.process import ServerProcess
+    from llmserve.engines.attach import SharedEngines
     from llmserve.settings import Settings
 
 FRONT_FLAG = "--front-of"  # the hidden `llmserve serve` flag that makes a process a front
@@ -68,12 +71,11 @@ def raise_stop(signum: int, frame: FrameType | None) -> None:
 
 
 def serve_fronts(settings: Settings) -> int:
-    """Supervise API_SERVERS fronts over ENGINE_REPLICAS engine processes (module docstring);
+    """Supervise API_SERVERS fronts over ENGINE_REPLICAS shared engines (module docstring);
     returns the exit code."""
-    from llmserve.engines.process.client import start_worker
+    from llmserve.engines.attach import encode, shared_engines
     from llmserve.errors import ExitCode
     from llmserve.model import resolve_model_dir
-    from llmserve.process import free_port
 
     model_dir = resolve_model_dir(settings)  # ModelNotFound before anything starts
     # Another server on the port would silently share it with SO_REUSEPORT fronts.
@@ -81,26 +83,24 @@ def serve_fronts(settings: Settings) -> int:
     if probe is None:
         return int(ExitCode.FAILED)
     probe.close()
-    ports = [free_port() for _ in range(settings.engine_replicas)]
-    urls = ",".join(f"http://127.0.0.1:{port}" for port in ports)
+    engines: SharedEngines = shared_engines(settings, model_dir, settings.api_servers)
     metrics_dir = tempfile.mkdtemp(prefix="llmserve-metrics-")
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
-    command = [sys.executable, "-m", "llmserve", "serve", FRONT_FLAG, urls,
-               "--host", settings.host, "--port", str(settings.port),
-               "--exit-with-parent", str(os.getpid())]  # fmt: skip
     fronts: list[subprocess.Popen[bytes]] = []
-    engines: list[ServerProcess] = []
     previous = {sig: signal.signal(sig, raise_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     code = int(ExitCode.OK)
     try:
-        fronts = [subprocess.Popen(command, env=env, start_new_session=True)
-                  for _ in range(settings.api_servers)]  # fmt: skip
+        for front in range(settings.api_servers):
+            command = [sys.executable, "-m", "llmserve", "serve",
+                       FRONT_FLAG, encode(engines.attachments(front)),
+                       "--host", settings.host, "--port", str(settings.port),
+                       "--exit-with-parent", str(os.getpid())]  # fmt: skip
+            fronts.append(subprocess.Popen(command, env=env, start_new_session=True))
         print(f"llmserve serve: {len(fronts)} HTTP fronts (pids "
               f"{', '.join(str(f.pid) for f in fronts)}) on port {settings.port}; starting "
-              f"{len(ports)} engine process(es)", file=sys.stderr, flush=True)  # fmt: skip
-        for port in ports:  # one after another: on a GPU each sizes its cache alone
-            engines.append(start_worker(model_dir, port)[1])
-        code = wait_for_a_front(fronts)
+              f"{settings.engine_replicas} engine(s)", file=sys.stderr, flush=True)  # fmt: skip
+        engines.start()
+        code = wait_for_a_front(fronts, engines)
     except Stop:
         pass
     except Exception as exc:  # an engine that failed to start: the fronts cannot serve
@@ -110,16 +110,16 @@ def serve_fronts(settings: Settings) -> int:
     finally:
         with contextlib.suppress(Stop):  # a second signal does not cut the shutdown short
             stop_fronts(fronts, settings.shutdown_grace_seconds + 10)
-            for engine in engines:
-                engine.stop()
+            engines.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         shutil.rmtree(metrics_dir, ignore_errors=True)
     return code
 
 
-def wait_for_a_front(fronts: list[subprocess.Popen[bytes]]) -> int:
-    """Block until a front ends (or Stop); the code the supervisor then exits with."""
+def wait_for_a_front(fronts: list[subprocess.Popen[bytes]], engines: SharedEngines) -> int:
+    """Block until a front or an engine ends (or Stop); the code the supervisor then exits
+    with."""
     from llmserve.errors import ExitCode
 
     while True:
@@ -129,6 +129,10 @@ def wait_for_a_front(fronts: list[subprocess.Popen[bytes]]) -> int:
                 print(f"llmserve serve: front {front.pid} ended with {code}; stopping",
                       file=sys.stderr, flush=True)  # fmt: skip
                 return code if code > 0 else int(ExitCode.FAILED)
+        dead = engines.dead()
+        if dead is not None:
+            print(f"llmserve serve: {dead}; stopping (exit 1)", file=sys.stderr, flush=True)
+            return int(ExitCode.FAILED)
         time.sleep(POLL_S)
 
 

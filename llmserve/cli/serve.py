@@ -21,6 +21,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from llmserve.engines.attach import Attachment
     from llmserve.settings import Settings
 
 REEXEC_MARK = "LLMSERVE_SERVE_REEXEC"  # set only across the one re-exec, then removed
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         "tool killed outright leaves no server behind)",
     )  # fmt: skip
     # Internal: what the API_SERVERS supervisor starts each front with (llmserve/cli/fronts.py).
-    parser.add_argument("--front-of", metavar="URLS", help=argparse.SUPPRESS)
+    parser.add_argument("--front-of", metavar="JSON", help=argparse.SUPPRESS)
     return parser
 
 
@@ -97,16 +98,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         exit_with_parent(args.exit_with_parent)
     if args.front_of is not None:
-        return serve(settings, front_of=args.front_of.split(","))
+        from llmserve.engines.attach import decode
+
+        return serve(settings, front_of=decode(args.front_of))
     return serve(settings)
 
 
-def serve(settings: Settings, front_of: Sequence[str] = ()) -> int:
+def serve(settings: Settings, front_of: Sequence[Attachment] = ()) -> int:
     """Run uvicorn until SIGTERM/SIGINT (0, after draining in-flight requests for at most
     SHUTDOWN_GRACE_SECONDS) or until the engine dies (1: a supervisor restarts the service;
     in-flight requests have had their 503 first). API_SERVERS > 1: supervise that many
-    fronts instead (llmserve/cli/fronts.py); `front_of`: be one of them, over the engine
-    processes at those URLs."""
+    fronts instead (llmserve/cli/fronts.py); `front_of`: be one of them, over those engines
+    (engines/attach.py)."""
     import uvicorn
 
     from llmserve.cli.fronts import listening_socket, serve_fronts

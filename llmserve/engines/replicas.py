@@ -40,6 +40,7 @@ from llmserve.engines.base import (
 )
 
 if TYPE_CHECKING:
+    from llmserve.engines.attach import Attachment
     from llmserve.settings import Settings
 
 
@@ -268,20 +269,20 @@ def replicated(factory: EngineFactory, replicas: int) -> EngineFactory:
 
 
 def replica_factory(
-    settings: Settings, factory: EngineFactory | None = None, attach: Sequence[str] = ()
+    settings: Settings, factory: EngineFactory | None = None, attach: Sequence[Attachment] = ()
 ) -> EngineFactory:
     """The app's engine factory for ENGINE_REPLICAS and REPLICA_LAYOUT: `factory` (default:
     the ENGINE setting's) replicated in the API process, or, for REPLICA_LAYOUT=process and
     the ENGINE setting's own engine, one worker process per replica (ProcessEngine; a given
-    `factory`, e.g. a test's fake, cannot be rebuilt in another process). `attach`: the URLs
-    of worker processes another process owns (an API_SERVERS front), one replica each."""
+    `factory`, e.g. a test's fake, cannot be rebuilt in another process). `attach`: engines
+    another process owns (an API_SERVERS front; engines/attach.py), one replica each."""
     from llmserve.engines import load_engine_factory
 
     if attach:
-        from llmserve.engines.process.client import ProcessEngine
+        from llmserve.engines.attach import attached_engine
 
         def attached(settings: Settings, model_dir: Path) -> Engine:
-            engines = [ProcessEngine.attach(url) for url in attach]
+            engines = [attached_engine(settings, model_dir, a) for a in attach]
             return engines[0] if len(engines) == 1 else ReplicatedEngine(engines)
 
         return attached

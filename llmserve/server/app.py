@@ -20,6 +20,7 @@ from typing import Any, NoReturn, TypeVar
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+from llmserve.engines.attach import Attachment
 from llmserve.engines.base import EngineFactory, Sampling
 from llmserve.engines.replicas import replica_factory
 from llmserve.errors import SettingsError
@@ -111,12 +112,12 @@ async def load_engine(
 def create_app(
     settings: Settings | None = None,
     engine_factory: EngineFactory | None = None,
-    attach: Sequence[str] = (),
+    attach: Sequence[Attachment] = (),
 ) -> FastAPI:
     """The service for `settings` (default: the environment's) over the engine `engine_factory`
-    builds (default: the one settings.engine names), or over the engine worker processes at
-    the URLs `attach` (one of API_SERVERS fronts). A bad setting or a model that is not
-    there raises SettingsError or ModelNotFound, before anything is served."""
+    builds (default: the one settings.engine names), or over the engines another process
+    started, `attach` (one of API_SERVERS fronts; engines/attach.py). A bad setting or a
+    model that is not there raises SettingsError or ModelNotFound, before anything is served."""
     settings = settings or load_settings()
     if settings.api_servers > 1 and not attach:
         raise SettingsError(

@@ -86,6 +86,31 @@ def start_worker(model_dir: Path, port: int | None = None) -> tuple[str, ServerP
     return url, worker
 
 
+class WorkerProcesses:
+    """`replicas` worker processes every API_SERVERS front reaches over HTTP (an
+    engines.attach.SharedEngines). Their ports are chosen before they start, so the fronts
+    can be told them first; a front sees a worker's death itself (AttachedWorker)."""
+
+    def __init__(self, model_dir: Path, replicas: int) -> None:
+        self.model_dir = model_dir
+        self.ports = [free_port() for _ in range(replicas)]
+        self.workers: list[ServerProcess] = []
+
+    def attachments(self, front: int) -> list[str]:
+        return [f"http://127.0.0.1:{port}" for port in self.ports]
+
+    def start(self) -> None:
+        for port in self.ports:  # one after another: on a GPU each sizes its cache alone
+            self.workers.append(start_worker(self.model_dir, port)[1])
+
+    def dead(self) -> str | None:
+        return None
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+
 class AttachedWorker:
     """A worker another process started and stops (the API_SERVERS supervisor, for each HTTP
     front): waited for until ready, then watched through a pidfd; stop() leaves it be."""

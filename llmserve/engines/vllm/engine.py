@@ -23,6 +23,7 @@ from llmserve.engines.render import PromptRenderer, RendererTokenizer, check_ids
 from llmserve.engines.vllm import capabilities
 from llmserve.engines.vllm.args import engine_kwargs, lora_request, sampling_kwargs
 from llmserve.engines.vllm.capabilities import check_servable
+from llmserve.engines.vllm.cores import CoreClient, engine_config
 from llmserve.engines.vllm.device import device_type
 from llmserve.engines.vllm.logprobs import token_logprobs
 from llmserve.engines.vllm.parallel import check_parallel
@@ -43,7 +44,9 @@ def copies(sampling: Sampling) -> int:
 class VllmEngine(RendererTokenizer):
     """One vLLM AsyncLLM: continuous batching, so concurrent calls are never serialized."""
 
-    def __init__(self, settings: Settings, model_dir: Path) -> None:
+    def __init__(self, settings: Settings, model_dir: Path, core: CoreClient | None = None) -> None:
+        """`core`: be one of the clients of an engine core another process started (an
+        API_SERVERS front; engines/vllm/cores.py) instead of starting one's own."""
         from transformers import AutoTokenizer
         from vllm import AsyncEngineArgs
         from vllm.usage.usage_lib import UsageContext
@@ -55,14 +58,28 @@ class VllmEngine(RendererTokenizer):
         check_parallel(settings, model_dir, device_type() == "cpu")
         self.settings = settings
         self.model_dir = model_dir
+        self.core = core
         self.sampling = Sampling.from_settings(settings)
         self.kwargs = engine_kwargs(settings, model_dir)
         # vLLM sizes unset batching limits by usage context; the default engine context gets
         # the smallest (max_num_batched_tokens 2048 where offline LLM gets 16384 on an H100),
         # which cost /predict 30% of offline throughput. LLM_CLASS gives offline's defaults.
-        self.llm = AsyncLLM.from_engine_args(
-            AsyncEngineArgs(**self.kwargs), usage_context=UsageContext.LLM_CLASS
-        )
+        if core is None:
+            self.llm = AsyncLLM.from_engine_args(
+                AsyncEngineArgs(**self.kwargs), usage_context=UsageContext.LLM_CLASS
+            )
+        else:
+            self.llm = AsyncLLM.from_vllm_config(
+                engine_config(settings, model_dir, core.client_count, core.client_index),
+                usage_context=UsageContext.LLM_CLASS,
+                # vLLM's own Prometheus logger in a front writes the names our /metrics uses
+                # (vllm:request_success, ...) to the fronts' shared files: every request
+                # counted twice (24 for 12 sent). Our /metrics counts them itself.
+                disable_log_stats=True,
+                client_addresses=core.client_addresses(),
+                client_count=core.client_count,
+                client_index=core.client_index,
+            )
         self.renderer = PromptRenderer(
             AutoTokenizer.from_pretrained(model_dir), settings.system_prompt, settings.raw_prompt
         )
@@ -263,6 +280,10 @@ class VllmEngine(RendererTokenizer):
             else {"method": spec.method, "num_speculative_tokens": spec.num_speculative_tokens},
             "vllm_version": vllm.__version__,
             "device": device,
+            # API_SERVERS > 1: this front's client of the shared engine core (cores.py).
+            "core_client": None
+            if self.core is None
+            else {"index": self.core.client_index, "of": self.core.client_count},
             "parallel": {  # as vLLM resolved them: the layout that really runs
                 "tensor": config.parallel_config.tensor_parallel_size,
                 "pipeline": config.parallel_config.pipeline_parallel_size,
