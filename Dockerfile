@@ -29,6 +29,6 @@ RUN python download_model.py
 EXPOSE 8000
 ENTRYPOINT []
 # What run_model.sh runs: the engine's launch environment, exit 1 when the engine dies (for a
-# restart policy), drain on SIGTERM (`docker stop`). HOST and PORT above; tests/test_docker_cmd.py
+# restart policy), drain on SIGTERM (`docker stop`). HOST and PORT above; tests/http/test_docker_cmd.py
 # runs exactly this command.
 CMD ["llmserve", "serve"]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from llmserve.harness.launch import start_service
@@ -38,6 +39,15 @@ TEST_ENV = {
     "GPU_MEMORY_UTILIZATION": "0.2",
     "HF_HUB_OFFLINE": "1",
     "VLLM_NO_USAGE_STATS": "1",
+}
+# On top of TEST_ENV, for a server whose every answer is long (requests that outlast a test):
+# every request generates MAX_NEW_TOKENS tokens: for one prompt alone, tens of seconds on a
+# 2-core CPU in float32 and several on a GPU.
+LONG_ENV = {
+    "IGNORE_EOS": "1",
+    "MAX_NEW_TOKENS": "512",
+    "MAX_BATCH_PROMPTS": "256",
+    "SHUTDOWN_GRACE_SECONDS": "300",
 }
 
 
@@ -98,3 +108,25 @@ def write_chat_jsonl(path: Path, qa: list[tuple[str, str, str]]) -> Path:
             record = {"id": f"q{n}", "split": split, "messages": messages}
             file.write(json.dumps(record, ensure_ascii=False) + "\n")
     return path
+
+
+def engine_unfinished(client: httpx.Client) -> int:
+    """The requests the server's engine holds (its /info load)."""
+    return int(client.get("/info").json()["load"]["engine_unfinished"])
+
+
+def is_engine_core(process: psutil.Process) -> bool:
+    return "EngineCore" in " ".join(process.cmdline()) or "EngineCore" in process.name()
+
+
+def engine_cores(server_pid: int) -> list[psutil.Process]:
+    """The vLLM engine-core children of our own server (never anyone else's), one per replica."""
+    return [c for c in psutil.Process(server_pid).children(recursive=True) if is_engine_core(c)]
+
+
+def engine_core(server_pid: int) -> psutil.Process:
+    """The vLLM engine-core child of our own server (never anyone else's process)."""
+    for child in psutil.Process(server_pid).children(recursive=True):
+        if is_engine_core(child):
+            return child
+    raise AssertionError("no EngineCore process under the server")

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 def wait_for(
@@ -24,3 +28,8 @@ def wait_for(
             pytest.fail(f"no {what} within {timeout:.0f} s{last}")
         time.sleep(0.01)
     return time.monotonic() - start
+
+
+def wait_app_ready(app: FastAPI, timeout: float = 10.0) -> None:
+    """Until the app's engine (the fake engine, loaded by its lifespan) is ready."""
+    wait_for(lambda: app.state.service.state.value == "ok", "ready fake engine", timeout)

@@ -1,7 +1,7 @@
 """The /v1 operations' OpenAPI description: request bodies from the pydantic models (inlined:
 a route's `openapi_extra` cannot carry `$defs`), the 200 answers, and each unsupported value
 marked as such, so that a body the schema allows is one the server answers (the fuzzer's
-positive cases, tests/test_fuzz.py)."""
+positive cases, tests/http/test_fuzz.py)."""
 
 from __future__ import annotations
 

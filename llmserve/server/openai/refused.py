@@ -1,7 +1,7 @@
 """OpenAI request fields this service does not serve and that would change the answer: each
 is declared here (so `extra="ignore"` cannot drop it silently) and refused by name with a 400
 when it asks for something. FIELD_ROLES says, for every field of the request models, whether
-it is honoured, refused or without effect on the answer (tests/test_openai_fields.py walks
+it is honoured, refused or without effect on the answer (tests/http/test_openai_fields.py walks
 the models and the openai SDK's parameters against it)."""
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class RefusedCompletion(Refusing):
 
 NULL: dict[str, Any] = {"type": "null"}
 # The OpenAPI description of each refused field: what is served (null, or OpenAI's default),
-# so that a body the schema allows is one the server answers (tests/test_fuzz.py).
+# so that a body the schema allows is one the server answers (tests/http/test_fuzz.py).
 SERVED: dict[str, dict[str, Any]] = {
     name: {"anyOf": [{"const": value}, NULL]} for name, value in BENIGN.items()
 }

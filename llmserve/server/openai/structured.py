@@ -124,7 +124,7 @@ NULL: dict[str, Any] = {"type": "null"}
 def describe(properties: dict[str, Any]) -> list[dict[str, Any]]:
     """Narrows the request schema's structured-output fields to what is served (one
     constraint at most, json_schema with its schema, no guided_*, no structural_tag) and
-    returns the conditions between fields, for the OpenAPI description (tests/test_fuzz.py:
+    returns the conditions between fields, for the OpenAPI description (tests/http/test_fuzz.py:
     a body the schema allows is served)."""
     for name in GUIDED:
         properties[name] = {**properties[name], "anyOf": [NULL]}

@@ -18,7 +18,7 @@ from llmserve.errors import ExitCode, LlmserveError
 from llmserve.tune.search import plan
 from llmserve.tune.space import check_combination, load_space, parse_space
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def space(parameters: dict[str, Any], fixed: dict[str, Any] | None = None,

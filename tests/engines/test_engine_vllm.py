@@ -1,7 +1,7 @@
 """The vLLM engine in-process, through the Engine Protocol: streaming, chat conversations and
 per-request sampling, which /predict does not expose (the next endpoints will). One engine
 for the module (a start costs 60-100 s on the 2-core machine); /predict itself is proven by
-tests/test_api.py against a real server."""
+tests/http/test_api.py against a real server."""
 
 from __future__ import annotations
 

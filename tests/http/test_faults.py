@@ -9,12 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 
 from llmserve.process import ServerFailed
-from tests.conftest import start_server
-from tests.test_load_faults import LONG_ENV
+from tests.conftest import LONG_ENV, engine_core, start_server
 
 pytestmark = pytest.mark.engine
 
@@ -26,14 +24,6 @@ def test_engine_start_failure_exits_non_zero(tmp_path: Path) -> None:
         start_server(tmp_path, "broken", MODEL_DIR=str(empty))
     log = (tmp_path / "broken.log").read_text()
     assert "error: the engine failed to start" in log
-
-
-def engine_core(server_pid: int) -> psutil.Process:
-    """The vLLM engine-core child of our own server (never anyone else's process)."""
-    for child in psutil.Process(server_pid).children(recursive=True):
-        if "EngineCore" in " ".join(child.cmdline()) or "EngineCore" in child.name():
-            return child
-    raise AssertionError("no EngineCore process under the server")
 
 
 def test_engine_killed_under_load(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ SIGINT ignored, as a non-interactive shell's background job (`cmd &`) inherits i
 where such a tool ran a whole `quantize compare` through the signal and exited 0.
 
 Cost: one engine start per test, all but two cut short; small --limit values.
-The helpers here are shared with tests/test_tool_resume.py.
+The helpers here are shared with tests/tools/test_tool_resume.py.
 """
 
 from __future__ import annotations

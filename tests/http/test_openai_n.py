@@ -27,7 +27,7 @@ from llmserve.shaping.apply import shaped_generate
 from llmserve.shaping.settings import ShapingSettings
 from tests.conftest import Server
 from tests.fake_engine import FakeEngine, FakeEngineFactory
-from tests.test_openai_http import (
+from tests.http.test_openai_http import (
     MODEL,
     USER,
     assert_openai_error,

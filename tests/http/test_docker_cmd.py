@@ -16,10 +16,8 @@ import httpx
 import pytest
 
 from llmserve.process import ServerProcess, free_port
-from tests.conftest import TEST_ENV
-from tests.test_faults import engine_core
-from tests.test_load_faults import LONG_ENV, engine_unfinished
-from tests.test_project_files import docker_cmd
+from tests.conftest import LONG_ENV, TEST_ENV, engine_core, engine_unfinished
+from tests.project.test_project_files import docker_cmd
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.engine

@@ -2,7 +2,7 @@
 (MAX_WAITING_PROMPTS: a fast 503 with Retry-After), the per-request timeout (REQUEST_TIMEOUT:
 504, the engine call cancelled), a client that disconnects (its engine call cancelled), and
 the engine watcher that ends `llmserve serve` after an engine death. The real-engine proof is
-tests/test_load_faults.py."""
+tests/http/test_load_faults.py."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from llmserve.server import state as server_state
 from llmserve.server.state import Service
 from tests.fake_engine import FakeEngine, FakeEngineFactory
-from tests.test_http import make_settings, serving
+from tests.http.test_http import make_settings, serving
 from tests.waiting import wait_for
 
 
@@ -149,7 +149,7 @@ def test_disconnect_cancels_the_engine_call(tmp_path: Path, prompt: Any) -> None
 def test_watcher_reports_the_death_once_after_the_linger(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`llmserve serve` hooks on_engine_death to stop uvicorn and exit 1 (tests/test_faults.py
+    """`llmserve serve` hooks on_engine_death to stop uvicorn and exit 1 (tests/http/test_faults.py
     proves the exit with a real engine); here the hook is called once the engine dies."""
     monkeypatch.setattr(server_state, "DEATH_LINGER_S", 0.0)
     monkeypatch.setattr(server_state, "WATCH_PERIOD_S", 0.01)

@@ -22,7 +22,7 @@ from llmserve.harness.launch import serve_command
 from llmserve.process import ServerProcess, free_port
 from llmserve.server.app import create_app
 from llmserve.settings import Settings
-from tests.conftest import TEST_ENV, Server
+from tests.conftest import TEST_ENV, Server, is_engine_core
 
 pytestmark = pytest.mark.engine
 FRONTS = 2
@@ -55,8 +55,7 @@ def engine_process(supervisor: int) -> psutil.Process:
     """The one engine process the supervisor started: vLLM's engine core, or the llama.cpp
     engine's worker process."""
     (engine,) = [p for p in psutil.Process(supervisor).children()
-                 if p.cmdline()[:1] == ["VLLM::EngineCore"]
-                 or "llmserve.engines.process.worker" in p.cmdline()]  # fmt: skip
+                 if is_engine_core(p) or "llmserve.engines.process.worker" in p.cmdline()]  # fmt: skip
     return engine
 
 

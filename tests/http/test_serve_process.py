@@ -1,6 +1,6 @@
 """`llmserve serve`'s process over the fake engine (tests/fake_engine.py), in seconds: SIGTERM
 drains a request in flight (200) and the process exits 0; an engine death makes it exit 1.
-The same with the real engine: tests/test_load_faults.py and tests/test_faults.py."""
+The same with the real engine: tests/http/test_load_faults.py and tests/http/test_faults.py."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from llmserve.engines.vllm import args, cpu_env, device
 from llmserve.model import resolve_model_dir
 from llmserve.settings import EngineName, Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # The benchmark's raw-vLLM reference systems and vLLM's serving client are the only users of
 # vLLM outside engines/.
 VLLM_ALLOWED = {"llmserve/bench/systems.py", "llmserve/bench/worker.py",

@@ -38,9 +38,9 @@ from llmserve.settings import Settings
 from tests.asgi import serve_in_thread
 from tests.conftest import Server
 from tests.fake_engine import FakeEngineFactory
-from tests.test_fuzz import wait_ready
+from tests.waiting import wait_app_ready
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 # Headless, and nothing the browser would fetch by itself (this machine has no network).
 CHROMIUM_ARGS = [
@@ -76,7 +76,7 @@ def page_settings(tmp_path: Path, **overrides: Any) -> Settings:
 def serve_fake(app: FastAPI) -> Iterator[str]:
     """`app` served by uvicorn in a thread, its fake engine ready; yields the base URL."""
     with serve_in_thread(app, lifespan="on") as url:
-        wait_ready(app)
+        wait_app_ready(app)
         yield url
 
 
@@ -135,7 +135,7 @@ def test_unknown_asset_is_the_apps_404(http: httpx.Client) -> None:
 
 
 def test_page_is_not_in_the_openapi_schema(http: httpx.Client) -> None:
-    """The fuzzer (tests/test_fuzz.py) drives every documented operation; files are not API."""
+    """The fuzzer (tests/http/test_fuzz.py) drives every documented operation; files are not API."""
     paths = http.get("/openapi.json").json()["paths"]
     assert not [path for path in paths if path.startswith("/ui")]
 

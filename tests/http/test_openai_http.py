@@ -1,6 +1,6 @@
 """The OpenAI-compatible API (/v1) over real HTTP (uvicorn in a thread) with the fake engine:
 the openai SDK as the client where it fits, httpx for raw and bad requests. Runs in seconds;
-the real-engine proof is tests/test_openai_sdk.py."""
+the real-engine proof is tests/http/test_openai_sdk.py."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from llmserve.server.app import create_app
 from llmserve.settings import Settings
 from tests.asgi import serve_in_thread
 from tests.fake_engine import FakeEngine, FakeEngineFactory
-from tests.waiting import wait_for
+from tests.waiting import wait_app_ready, wait_for
 
 MODEL = "tiny-chat"  # the model directory's name: the served name without MODEL_ID
 KEY = "sk-test-9c1e7a-not-a-real-key"
@@ -42,7 +42,7 @@ def serve(
     factory = factory or FakeEngineFactory()
     app = create_app(settings, engine_factory=factory)
     with serve_in_thread(app, lifespan="on") as url:
-        wait_for(lambda: app.state.service.state.value == "ok", "the fake engine")
+        wait_app_ready(app)
         yield url, factory, app
 
 

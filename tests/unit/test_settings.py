@@ -12,7 +12,7 @@ from llmserve.engines.base import Sampling
 from llmserve.engines.vllm.args import engine_kwargs, sampling_kwargs
 from llmserve.settings import GROUPS, Settings, describe_error, read_setting
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def settings(**env: str) -> Settings:

@@ -2,8 +2,8 @@
 (IGNORE_EOS, MAX_NEW_TOKENS below): a client that disconnects, with one prompt or a list of
 256, leaves no request in the engine (vLLM's own count, in /info) long before its generation
 could have ended; SIGTERM drains an in-flight request (200) and the process exits 0. The fast
-proofs of the same HTTP behaviour, and of admission and timeouts, are tests/test_admission.py;
-the engine killed under load is tests/test_faults.py."""
+proofs of the same HTTP behaviour, and of admission and timeouts, are tests/http/test_admission.py;
+the engine killed under load is tests/http/test_faults.py."""
 
 from __future__ import annotations
 
@@ -21,19 +21,14 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.conftest import Server, start_server
+from tests.conftest import LONG_ENV, Server, engine_unfinished, start_server
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.engine
 
-# Every request generates MAX_NEW_TOKENS tokens: for one prompt alone, tens of seconds on a
-# 2-core CPU in float32 and several on a GPU, far longer than ABORT_BOUND_S.
-LONG_ENV = {
-    "IGNORE_EOS": "1",
-    "MAX_NEW_TOKENS": "512",
-    "MAX_BATCH_PROMPTS": "256",
-    "SHUTDOWN_GRACE_SECONDS": "300",
-}
+# Every request generates LONG_ENV's MAX_NEW_TOKENS tokens (tests/conftest.py): for one prompt
+# alone, tens of seconds on a 2-core CPU in float32 and several on a GPU, far longer than
+# ABORT_BOUND_S.
 # After the disconnect the engine must hold nothing within this many seconds, far less than
 # the generation would take (one prompt: 512 tokens, 10 s or more here; 256 prompts: minutes).
 # 256 aborted prompts get more room: this case failed once in CI (a loaded 2-core machine,
@@ -48,10 +43,6 @@ def long_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield server
     finally:
         server.process.stop()
-
-
-def engine_unfinished(client: httpx.Client) -> int:
-    return int(client.get("/info").json()["load"]["engine_unfinished"])
 
 
 def idle(client: httpx.Client) -> bool:

@@ -12,8 +12,8 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from tests import test_openai_sdk
 from tests.conftest import Server
+from tests.http import test_openai_sdk
 
 pytestmark = pytest.mark.engine
 model, sdk = test_openai_sdk.model, test_openai_sdk.sdk  # its fixtures, reused

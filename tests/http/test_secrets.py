@@ -75,7 +75,7 @@ def test_info_and_the_server_log_never_show_the_token(tmp_path: Path) -> None:
         "MAX_NEW_TOKENS": "32",
     }
     command = [
-        sys.executable, "-m", "uvicorn", "tests.test_secrets:fake_app", "--factory",
+        sys.executable, "-m", "uvicorn", "tests.http.test_secrets:fake_app", "--factory",
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "debug",
     ]  # fmt: skip
     server = ServerProcess(command, health_url=url + "/", env=env, log_path=log, start_timeout=60)

@@ -22,7 +22,7 @@ import pytest
 
 from llmserve.errors import ExitCode
 from tests.conftest import Server, write_chat_jsonl
-from tests.test_tool_signals import (
+from tests.tools.test_tool_signals import (
     QA,
     Tool,
     compare_args,

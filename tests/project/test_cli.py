@@ -19,7 +19,7 @@ from llmserve.cli import COMMANDS, Command, main
 from llmserve.cli import serve as serve_command
 from llmserve.errors import ExitCode, LlmserveError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NAMES = [command.name for command in COMMANDS]
 SHIMS = {
     "bench.py": "bench",

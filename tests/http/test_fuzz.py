@@ -16,7 +16,7 @@ server, since the real tokenizer is what fails on odd text.
 
 Case counts are the constants below; a longer run: FUZZ_EXAMPLES=20000 (fast part) and
 FUZZ_ENGINE_EXAMPLES=1000 (engine part), e.g.
-`FUZZ_EXAMPLES=20000 .venv/bin/python -m pytest tests/test_fuzz.py -m "not engine"`.
+`FUZZ_EXAMPLES=20000 .venv/bin/python -m pytest tests/http/test_fuzz.py -m "not engine"`.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from llmserve.settings import Settings
 from tests.asgi import serve_in_thread
 from tests.conftest import Server
 from tests.fake_engine import FakeEngine, FakeEngineFactory, prompt_text
-from tests.waiting import wait_for
+from tests.waiting import wait_app_ready
 
 # Generated cases per endpoint and generator in CI (the issue asks for at least 1000 per
 # endpoint); FUZZ_EXAMPLES / FUZZ_ENGINE_EXAMPLES raise them for a longer run.
@@ -116,17 +116,13 @@ def fuzz_settings(tmp_path: Path) -> Settings:
     )
 
 
-def wait_ready(app: FastAPI, timeout: float = 10.0) -> None:
-    wait_for(lambda: app.state.service.state.value == "ok", "ready fake engine", timeout)
-
-
 @contextmanager
 def http_client(app: FastAPI, ready: bool = True) -> Iterator[httpx.Client]:
     """An httpx client of `app` served by uvicorn (its lifespan loads the fake engine once);
     waits for the engine to be ready unless `ready` is False."""
     with serve_in_thread(app, lifespan="on") as url, httpx.Client(base_url=url, timeout=60) as http:
         if ready:
-            wait_ready(app)
+            wait_app_ready(app)
         yield http
 
 

@@ -16,7 +16,7 @@ from openai.types.chat import completion_create_params as chat_params
 from llmserve.server.openai.refused import NO_EFFECT
 from llmserve.server.openai.requests import ChatRequest, CompletionRequest
 from tests.fake_engine import FakeEngine, FakeEngineFactory
-from tests.test_openai_http import USER, assert_openai_error, make_settings, serve
+from tests.http.test_openai_http import USER, assert_openai_error, make_settings, serve
 
 SCHEMA = {"type": "object", "properties": {"a": {"type": "integer"}}}
 TOOL = {"type": "function", "function": {"name": "f", "parameters": SCHEMA}}

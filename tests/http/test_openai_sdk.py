@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import Server, engine_unfinished
 
 pytestmark = pytest.mark.engine
 
@@ -30,10 +30,6 @@ def sdk(any_server: Server) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=f"{any_server.url}/v1", api_key="EMPTY", max_retries=0,
                        timeout=300) as client:  # fmt: skip
         yield client
-
-
-def unfinished(http: httpx.Client) -> int:
-    return int(http.get("/info").json()["load"]["engine_unfinished"])
 
 
 def test_models_list(sdk: openai.OpenAI, model: str) -> None:
@@ -98,7 +94,7 @@ def test_a_streaming_client_that_leaves_stops_the_engine(any_server: Server, mod
         "temperature": 0, "stream": True,
     }  # fmt: skip
     with any_server.client() as http:
-        assert unfinished(http) == 0
+        assert engine_unfinished(http) == 0
         with (
             httpx.Client(base_url=any_server.url, timeout=300) as streaming,
             streaming.stream("POST", "/v1/completions", json=body) as response,
@@ -111,14 +107,14 @@ def test_a_streaming_client_that_leaves_stops_the_engine(any_server: Server, mod
                     assert chunk["choices"][0]["finish_reason"] is None
                     received += 1
                 if received == 5:
-                    assert unfinished(http) == 1  # generating, for a client still reading
+                    assert engine_unfinished(http) == 1  # generating, for a client still reading
                     break
         # The connection is closed here. Proof by step count, not by time: a 64-token request
         # sent now shares the engine's steps with the gone one, which still had ~1000 tokens
         # to go; had it not been aborted, it would still be unfinished when this one returns.
         short = {**body, "max_tokens": 64, "stream": False}
         assert http.post("/v1/completions", json=short).json()["usage"]["completion_tokens"] == 64
-        assert unfinished(http) == 0, "the engine kept generating for a gone client"
+        assert engine_unfinished(http) == 0, "the engine kept generating for a gone client"
         assert http.get("/").status_code == 200
 
 

@@ -1,6 +1,6 @@
 """The HTTP layer against a fake engine (tests/fake_engine.py): health while loading, /predict,
 every 4xx and 503, /info, the timing headers. Runs in seconds, without vLLM; the real-engine
-proof of the same endpoints is tests/test_api.py."""
+proof of the same endpoints is tests/http/test_api.py."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from llmserve.server.app import create_app
 from llmserve.server.schema import BadRequest, parse_predict
 from llmserve.settings import Settings
 from tests.fake_engine import FakeEngine, FakeEngineFactory
-from tests.test_api import BAD_BODIES
+from tests.http.test_api import BAD_BODIES
 from tests.waiting import wait_for
 
 
@@ -91,7 +91,8 @@ def test_single_and_list_in_order_with_headers(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("body", "status"), BAD_BODIES)
 def test_bad_input_then_good(tmp_path: Path, body: bytes, status: int) -> None:
-    """The real-engine test's bodies (tests/test_api.py), with the messages the schema gives."""
+    """The real-engine test's bodies (tests/http/test_api.py), with the messages the schema
+    gives."""
     with serving(make_settings(tmp_path)) as (client, _):
         bad = client.post("/predict", content=body, headers={"Content-Type": "application/json"})
         assert bad.status_code == status

@@ -1,5 +1,5 @@
 """Shaping wired into the HTTP layer (fake engine: checks what reaches the engine and what
-comes back; the real-engine proof is tests/test_shaping_engine.py)."""
+comes back; the real-engine proof is tests/http/test_shaping_engine.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from llmserve.shaping.router import LengthRouter, words
-from tests.test_http import make_settings, serving
+from tests.http.test_http import make_settings, serving
 
 
 def test_predict_routes_hints_and_trims(tmp_path: Path) -> None:

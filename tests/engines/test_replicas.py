@@ -23,9 +23,8 @@ from llmserve.engines.replicas import ReplicatedEngine, merge, replicated, split
 from llmserve.server.app import create_app
 from llmserve.settings import Settings
 from tests.asgi import serve_in_thread
-from tests.conftest import start_server
+from tests.conftest import LONG_ENV, engine_cores, start_server
 from tests.fake_engine import FakeEngine, FakeEngineFactory
-from tests.test_load_faults import LONG_ENV
 
 
 def fakes(tmp_path: Path, count: int = 2, **options: Any) -> list[FakeEngine]:
@@ -151,15 +150,6 @@ def test_the_app_serves_replicas_and_info_shows_them(tmp_path: Path) -> None:
 
 
 # --- real engines ----------------------------------------------------------------------------
-
-
-def engine_cores(server_pid: int) -> list[psutil.Process]:
-    """The vLLM engine-core children of our own server, one per replica."""
-    return [
-        child
-        for child in psutil.Process(server_pid).children(recursive=True)
-        if "EngineCore" in child.name() or "EngineCore" in " ".join(child.cmdline())
-    ]
 
 
 @pytest.mark.engine

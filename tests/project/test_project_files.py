@@ -14,9 +14,9 @@ import pytest
 from llmserve import cli, envdoc
 from llmserve.paths import GSM8K_TEST
 from llmserve.settings import Settings
-from tests.test_cli import SHIMS
+from tests.project.test_cli import SHIMS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = {name.upper() for name in Settings.model_fields}
 # Variables the image sets for vLLM and the HF libraries rather than for our settings.
 THIRD_PARTY_ENV = {"HF_HUB_OFFLINE", "VLLM_NO_USAGE_STATS"}
@@ -79,7 +79,7 @@ def test_dockerfile_env_and_cmd() -> None:
     assert env, "the Dockerfile sets no ENV"
     assert set(env) <= SETTINGS | THIRD_PARTY_ENV, set(env) - SETTINGS - THIRD_PARTY_ENV
     cmd = docker_cmd()
-    assert cmd == ["llmserve", "serve"]  # run as it is by tests/test_docker_cmd.py
+    assert cmd == ["llmserve", "serve"]  # run as it is by tests/http/test_docker_cmd.py
     assert env["HOST"] == "0.0.0.0" and env["PORT"] == "8000"
     # Files the image copies before `pip install` must exist.
     for name in re.findall(r"^COPY (.+) \./$", text, flags=re.MULTILINE)[0].split():
