@@ -54,8 +54,9 @@ def tree(pid: int) -> list[psutil.Process]:
 def engine_process(supervisor: int) -> psutil.Process:
     """The one engine process the supervisor started: vLLM's engine core, or the llama.cpp
     engine's worker process."""
+    worker = "llmserve.engines.process.worker"
     (engine,) = [p for p in psutil.Process(supervisor).children()
-                 if is_engine_core(p) or "llmserve.engines.process.worker" in p.cmdline()]  # fmt: skip
+                 if is_engine_core(p) or worker in p.cmdline()]  # fmt: skip
     return engine
 
 
