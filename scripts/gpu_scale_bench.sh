@@ -58,8 +58,9 @@ if [ "$part" = one ] || [ "$part" = all ]; then
 fi
 
 if [ "$part" = fronts ] || [ "$part" = all ]; then
-  # Issue #26's record: the same rows with API_SERVERS HTTP fronts (default 4) before the
-  # engine processes, beside vllm serve through both clients (ours, and vllm bench serve).
+  # Issue #26's record: the same rows with API_SERVERS HTTP fronts (default 4), each its own
+  # vLLM client of the shared engine cores, beside vllm serve through both clients (ours, and
+  # vllm bench serve).
   fronts=${API_SERVERS:-4}
   CUDA_VISIBLE_DEVICES=0 bench "fronts-$fronts" --env "API_SERVERS=$fronts" \
     --env "MAX_WAITING_PROMPTS=$((2048 * fronts))" --replicas 1,2 \
