@@ -52,6 +52,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   for v in $(pip_config find-links); do uv_args+=(--find-links "$v"); done
   for v in $(pip_config constraint); do uv_args+=(--constraints "$v"); done
   for v in $(pip_config cert); do export SSL_CERT_FILE=$v; done
+  # llama-cpp-python has no wheel on the registry: it compiles (~6 min on 2 cores, at every
+  # fresh install: uv and pip both build it again). Built once per machine into a wheel
+  # folder, which later installs find first; one folder per CPU flag set, as the build targets
+  # the CPU it ran on (a home shared by an AVX-512 and an AVX2 machine keeps both).
+  cpu=$(grep -m1 '^flags' /proc/cpuinfo | sha256sum | cut -c1-12)
+  wheels=${LLMSERVE_WHEELS:-$HOME/.cache/llmserve/wheels/cpu-$cpu}
+  if [[ " ${missing[*]} " == *" requirements-llamacpp.txt "* ]]; then
+    mkdir -p "$wheels"
+    wanted=$(sed -n 's/^llama-cpp-python==\(.*\)$/\1/p' requirements-llamacpp.txt)
+    compgen -G "$wheels/llama_cpp_python-$wanted-*.whl" >/dev/null \
+      || "$PY" -m pip wheel -q --no-deps -w "$wheels" -r requirements-llamacpp.txt
+    uv_args+=(--find-links "$wheels")
+    export PIP_FIND_LINKS="${PIP_FIND_LINKS:+$PIP_FIND_LINKS }$wheels"
+  fi
   args=()
   for r in "${missing[@]}"; do args+=(-r "$r"); done
   install "${args[@]}"
