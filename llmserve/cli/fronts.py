@@ -20,7 +20,9 @@ list's throughput; one engine stays bound by vLLM's own client work in its worke
 listening socket was not used: asyncio accepts up to 100 queued connections per wake-up, so
 one front could take a whole burst of clients.
 
-Every child ends with this process (a pidfd watch), so a SIGKILLed supervisor leaves nothing.
+The fronts and llama.cpp's worker processes end with this process (a pidfd watch), even a
+SIGKILLed one; vLLM's engine cores, started by vLLM's launcher, stay in this process group,
+which the tools stop as one (as a single `llmserve serve`'s engine core).
 """
 
 from __future__ import annotations
