@@ -33,16 +33,19 @@ done
 # indexes, constraints: `pip config list`) is passed on, and pip's choice of the best version
 # over all indexes kept (unsafe-best-match). Where uv cannot be had or fails: pip, as before.
 uv_args=(--python "$PY" --index-strategy unsafe-best-match)
+pip_args=()  # only for this script's installs: nothing is exported (tool venvs use pip's own)
+uv_cert=
 pip_config() {  # the values of pip's setting $1 (from any of its sources), one per line
   "$PY" -m pip config list 2>/dev/null | sed -n "s/^[^=]*\.$1='\(.*\)'$/\1/p" | tr ' ' '\n' \
     | awk 'NF && !seen[$0]++'
 }
 install() {  # install PIP_INSTALL_ARGS...: with uv where it serves, else pip
   if [ -z "${SETUP_NO_UV:-}" ] && { [ -x "$VENV_DIR/bin/uv" ] || "$PY" -m pip install -q uv; }; then
-    "$VENV_DIR/bin/uv" pip install -q "${uv_args[@]}" "$@" && return
+    env ${uv_cert:+"SSL_CERT_FILE=$uv_cert"} "$VENV_DIR/bin/uv" pip install -q "${uv_args[@]}" "$@" \
+      && return
     echo "setup: uv could not install; pip instead" >&2
   fi
-  "$PY" -m pip install -q "$@"
+  "$PY" -m pip install -q "${pip_args[@]}" "$@"
 }
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]} into $VENV_DIR (first run: several minutes)" >&2
@@ -51,7 +54,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   for v in $(pip_config extra-index-url); do uv_args+=(--extra-index-url "$v"); done
   for v in $(pip_config find-links); do uv_args+=(--find-links "$v"); done
   for v in $(pip_config constraint); do uv_args+=(--constraints "$v"); done
-  for v in $(pip_config cert); do export SSL_CERT_FILE=$v; done
+  for v in $(pip_config cert); do uv_cert=$v; done
   # llama-cpp-python has no wheel on the registry: it compiles (~6 min on 2 cores, at every
   # fresh install: uv and pip both build it again). Built once per machine into a wheel
   # folder, which later installs find first; one folder per CPU flag set, as the build targets
@@ -64,7 +67,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     compgen -G "$wheels/llama_cpp_python-$wanted-*.whl" >/dev/null \
       || "$PY" -m pip wheel -q --no-deps -w "$wheels" -r requirements-llamacpp.txt
     uv_args+=(--find-links "$wheels")
-    export PIP_FIND_LINKS="${PIP_FIND_LINKS:+$PIP_FIND_LINKS }$wheels"
+    # pip's own find-links too: a PIP_FIND_LINKS exported here replaced the machine's
+    # (torch's wheel folder) for every pip after it, the tests' tool venvs included.
+    for v in $(pip_config find-links) "$wheels"; do pip_args+=(--find-links "$v"); done
   fi
   args=()
   for r in "${missing[@]}"; do args+=(-r "$r"); done
