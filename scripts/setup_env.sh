@@ -52,7 +52,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   "$PY" -m pip install -q --upgrade pip
   for v in $(pip_config index-url); do uv_args+=(--index-url "$v"); done
   for v in $(pip_config extra-index-url); do uv_args+=(--extra-index-url "$v"); done
-  for v in $(pip_config find-links); do uv_args+=(--find-links "$v"); done
+  links=$(pip_config find-links)
+  for v in $links; do uv_args+=(--find-links "$v"); done
   for v in $(pip_config constraint); do uv_args+=(--constraints "$v"); done
   for v in $(pip_config cert); do uv_cert=$v; done
   # llama-cpp-python has no wheel on the registry: it compiles (~6 min on 2 cores, at every
@@ -69,7 +70,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     uv_args+=(--find-links "$wheels")
     # pip's own find-links too: a PIP_FIND_LINKS exported here replaced the machine's
     # (torch's wheel folder) for every pip after it, the tests' tool venvs included.
-    for v in $(pip_config find-links) "$wheels"; do pip_args+=(--find-links "$v"); done
+    for v in $links "$wheels"; do pip_args+=(--find-links "$v"); done
   fi
   args=()
   for r in "${missing[@]}"; do args+=(-r "$r"); done

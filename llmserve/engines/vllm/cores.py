@@ -51,16 +51,14 @@ class CoreClient:
         return {"input_address": self.input_address, "output_address": self.output_address}
 
 
-def engine_config(settings: Settings, model_dir: Path, clients: int, rank: int) -> Any:
-    """The VllmConfig of this service's engine, for a core with `clients` API processes
-    (rank -1: the launcher; else the client's index). The same engine_kwargs and usage
-    context as VllmEngine's own AsyncLLM (engine.py says why LLM_CLASS)."""
+def engine_config(kwargs: dict[str, Any], clients: int, rank: int) -> Any:
+    """The VllmConfig of the engine `kwargs` (args.engine_kwargs) describe, for a core with
+    `clients` API processes (rank -1: the launcher; else the client's index). The usage
+    context of VllmEngine's own AsyncLLM (engine.py says why LLM_CLASS)."""
     from vllm import AsyncEngineArgs
     from vllm.usage.usage_lib import UsageContext
 
-    from llmserve.engines.vllm.args import engine_kwargs
-
-    args = AsyncEngineArgs(**engine_kwargs(settings, model_dir))
+    args = AsyncEngineArgs(**kwargs)
     args._api_process_count = clients
     args._api_process_rank = rank
     return args.create_engine_config(usage_context=UsageContext.LLM_CLASS)
@@ -108,12 +106,15 @@ class SharedCores:
         core that failed to start; the ones started before it are left to stop())."""
         from vllm.v1.engine.utils import EngineZmqAddresses
 
+        from llmserve.engines.vllm.args import engine_kwargs
+
+        kwargs = engine_kwargs(self.settings, self.model_dir)
         for replica in self.clients:
             addresses = EngineZmqAddresses(
                 inputs=[c.input_address for c in replica],
                 outputs=[c.output_address for c in replica],
             )
-            config = engine_config(self.settings, self.model_dir, self.fronts, -1)
+            config = engine_config(kwargs, self.fronts, -1)
             with _launch(config, addresses) as manager:
                 self.managers.append(manager)
 

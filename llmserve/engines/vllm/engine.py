@@ -70,7 +70,7 @@ class VllmEngine(RendererTokenizer):
             )
         else:
             self.llm = AsyncLLM.from_vllm_config(
-                engine_config(settings, model_dir, core.client_count, core.client_index),
+                engine_config(self.kwargs, core.client_count, core.client_index),
                 usage_context=UsageContext.LLM_CLASS,
                 # vLLM's own Prometheus logger in a front writes the names our /metrics uses
                 # (vllm:request_success, ...) to the fronts' shared files: every request
