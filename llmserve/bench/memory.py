@@ -11,23 +11,30 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 
 MB = 1024 * 1024
 
 
-def checkpoint_weight_bytes(model_dir: Path) -> int | None:
-    """Bytes of the tensors stored in the checkpoint's safetensors files (None: none there, or
-    one is not a readable safetensors file).
+# Bytes of one element of each safetensors dtype that a served dtype replaces (floating
+# tensors are cast to the engine's dtype when loaded; packed quantized ones are not).
+FLOAT_DTYPES = {"F32": 4, "F16": 2, "BF16": 2}
+SERVED_SIZES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2}
+
+
+def _tensor_headers(model_dir: Path) -> list[dict[str, Any]] | None:
+    """Every tensor's header entry (dtype, shape, data_offsets) in the checkpoint's safetensors
+    files (None: none there, or one is not a readable safetensors file).
 
     Read from each file's header (8-byte length, then JSON with every tensor's byte range), so
-    nothing is loaded; quantized checkpoints count their packed size, which is what they use.
+    nothing is loaded.
     """
     files = sorted(model_dir.glob("*.safetensors"))
     if not files:
         return None
-    total = 0
+    tensors: list[dict[str, Any]] = []
     for path in files:
         with path.open("rb") as handle:
             head = handle.read(8)
@@ -39,11 +46,44 @@ def checkpoint_weight_bytes(model_dir: Path) -> int | None:
                 header = json.loads(handle.read(length))
             except ValueError:
                 return None
-        for name, tensor in header.items():
-            if name != "__metadata__":
-                start, end = tensor["data_offsets"]
-                total += end - start
-    return total
+        tensors += [tensor for name, tensor in header.items() if name != "__metadata__"]
+    return tensors
+
+
+def _stored(tensor: dict[str, Any]) -> int:
+    start, end = tensor["data_offsets"]
+    return int(end - start)
+
+
+def checkpoint_weight_bytes(model_dir: Path) -> int | None:
+    """Bytes of the tensors stored in the checkpoint (None: no readable safetensors);
+    quantized checkpoints count their packed size, which is what they use."""
+    tensors = _tensor_headers(model_dir)
+    return None if tensors is None else sum(_stored(t) for t in tensors)
+
+
+def served_weight_bytes(model_dir: Path, dtype: str | None) -> int | None:
+    """Bytes the weights take once an engine serving `dtype` loaded them: floating tensors
+    at `dtype`'s width (a bf16 checkpoint served as float32 doubles), packed quantized ones
+    as stored. `dtype` None or unknown ("auto"): as stored."""
+    tensors = _tensor_headers(model_dir)
+    if tensors is None:
+        return None
+    width = SERVED_SIZES.get(dtype or "")
+    return sum(
+        _stored(t) // FLOAT_DTYPES[t["dtype"]] * width
+        if width and t.get("dtype") in FLOAT_DTYPES else _stored(t)
+        for t in tensors
+    )
+
+
+def checkpoint_params(model_dir: Path) -> int | None:
+    """Parameters in the checkpoint's floating tensors (None: no readable safetensors or a
+    quantized one, whose packed tensors do not count parameters)."""
+    tensors = _tensor_headers(model_dir)
+    if tensors is None or any(t.get("dtype") not in FLOAT_DTYPES for t in tensors):
+        return None
+    return sum(_stored(t) // FLOAT_DTYPES[t["dtype"]] for t in tensors)
 
 
 def process_tree(pid: int | None) -> list[psutil.Process]:

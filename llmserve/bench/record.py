@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from llmserve.bench.config import REFERENCE, TARGETS, base_row, label, row_replicas
+from llmserve.bench.roofline import record_latency_floors, record_limits
 from llmserve.harness.stats import ratio
 from llmserve.records import write_atomic
 
@@ -77,8 +78,9 @@ class Record:
         self.data["systems"].setdefault(name, {}).update(facts)
         self.save()
 
-    def throughput(self, row: str, summary: dict[str, Any]) -> None:
-        self.data["throughput"][row] = {"label": label(row), **summary}
+    def throughput(self, row: str, summary: dict[str, Any], system: str | None = None) -> None:
+        """`system`: the name of the system measured (its facts give the roofline's weights)."""
+        self.data["throughput"][row] = {"label": label(row), "system": system, **summary}
         self.save()
 
     def latency(self, name: str, summary: dict[str, Any]) -> None:
@@ -96,6 +98,9 @@ class Record:
     def save(self) -> None:
         self.data["ratios"] = ratios(self.data)
         self.data["targets"] = targets(self.data)
+        if self.data.get("roofline"):
+            self.data["roofline_limits"] = {"throughput": record_limits(self.data),
+                                            "latency": record_latency_floors(self.data)}
         write_atomic(self.path, json.dumps(self.data, indent=1, default=str) + "\n")
 
 
@@ -166,10 +171,20 @@ def _context(data: dict[str, Any]) -> list[str]:
         f"{kwargs.get('enable_prefix_caching')}, gpu_memory_utilization "
         f"{kwargs.get('gpu_memory_utilization')}",
         *_scale_line(data),
+        *_roofline_line(data),
         f"- CPU env added: {data.get('cpu_env') or 'none'}",
         f"- git: {git.get('commit')}{' (dirty)' if git.get('dirty') else ''}",
         "",
     ]
+
+
+def _roofline_line(data: dict[str, Any]) -> list[str]:
+    machine = data.get("roofline")
+    if not machine:
+        return []
+    gemm = ", ".join(f"{k} {v:.0f}" for k, v in machine["gemm_gflop_s"].items())
+    return [f"- roofline: memory {machine['triad_gb_s']:.1f} GB/s (triad), GEMM GFLOP/s {gemm}; "
+            f"{(data.get('model_params') or 0) / 1e6:.0f} M parameters"]
 
 
 def _scale_line(data: dict[str, Any]) -> list[str]:
@@ -191,6 +206,7 @@ def _throughput_table(data: dict[str, Any]) -> list[str]:
     if not data["throughput"]:
         return []
     work = data.get("workload", {}).get("throughput", {})
+    limits = data.get("roofline_limits", {}).get("throughput", {})
     rows = []
     for row, entry in data["throughput"].items():
         rows.append([
@@ -201,6 +217,7 @@ def _throughput_table(data: dict[str, Any]) -> list[str]:
             _num(data["ratios"].get(row), 3),
             _spread(entry["cpu_ms_per_token"], 2) if entry.get("cpu_ms_per_token") else "–",
             str(entry.get("failed", 0)),
+            *([_fraction(limits.get(row))] if limits else []),
         ])
     title = (
         f"## Throughput: {work.get('num_prompts')} prompts ({work.get('source')}, "
@@ -209,17 +226,25 @@ def _throughput_table(data: dict[str, Any]) -> list[str]:
         f"C={work.get('concurrency')}; median [min–max] of {work.get('repeats')} repeats"
     )
     header = ["system", "output tok/s", "seconds", "output tokens", f"× {REFERENCE}",
-              "engine CPU ms/token", "failed"]
+              "engine CPU ms/token", "failed", *(["× roofline (binds)"] if limits else [])]
     return [title, "", *_table(header, rows), ""]
+
+
+def _fraction(limit: dict[str, Any] | None) -> str:
+    if not limit:
+        return "–"
+    return f"{limit['fraction']:.2f} of {limit['tokens_per_s']:.0f} ({limit['binds']})"
 
 
 def _latency_table(data: dict[str, Any]) -> list[str]:
     if not data["latency"]:
         return []
     work = data.get("workload", {}).get("latency", {})
+    floors = data.get("roofline_limits", {}).get("latency", {})
     rows = []
     for name, entry in data["latency"].items():
         facts = data["systems"].get(name, {})
+        floor = floors.get(name)
         rows.append([
             f"{name} ({entry['label']})",
             _spread(entry["ttft_ms"]),
@@ -229,14 +254,23 @@ def _latency_table(data: dict[str, Any]) -> list[str]:
             _num(facts.get("weights_mb")),
             _num(facts.get("peak_rss_mb")),
             _num(facts.get("peak_gpu_mb")),
+            *([_floors(floor)] if floors else []),
         ])
     title = (
         f"## Latency: batch {work.get('batch_size')}, {work.get('input_len')} in, "
         f"{work.get('output_len')} out; median [min–max] of {work.get('iterations')} iterations"
     )
     header = ["system", "TTFT ms", "TPOT ms", "e2e p50 ms", "e2e p99 ms", "weights MB",
-              "peak RSS MB", "peak GPU MB"]
+              "peak RSS MB", "peak GPU MB",
+              *(["roofline: TTFT, TPOT floor ms (× floor)"] if floors else [])]
     return [title, "", *_table(header, rows), ""]
+
+
+def _floors(floor: dict[str, float] | None) -> str:
+    if not floor:
+        return "–"
+    return (f"{floor['ttft_ms']:.1f} ({floor['ttft_fraction']:.2f}), "
+            f"{floor['tpot_ms']:.2f} ({floor['tpot_fraction']:.2f})")
 
 
 def _targets_table(data: dict[str, Any]) -> list[str]:

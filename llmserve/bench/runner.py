@@ -184,6 +184,7 @@ class Runner:
                        for k, v in asdict(config).items()},
             "git": git_state(),
             "hardware": hw,
+            **self.roofline(hw, model_dir),
             "scale": scale(settings, config, hw),
             "packages": package_versions(),
             "settings": settings.public(),
@@ -226,6 +227,18 @@ class Runner:
         record.finish(finished_at=now_iso())
         return record
 
+    def roofline(self, hw: dict[str, Any], model_dir: Path) -> dict[str, Any]:
+        """On a CPU (no GPUs), the machine's limits and the model's parameter count, measured
+        before any engine starts (llmserve.bench.roofline); on a GPU, nothing."""
+        from llmserve.bench.memory import checkpoint_params
+        from llmserve.bench.roofline import measure_machine
+
+        if hw.get("gpus"):
+            return {}
+        self.say("measuring the CPU's memory bandwidth and GEMM rate (roofline)")
+        return {"roofline": measure_machine(hw.get("cpu_flags") or []),
+                "model_params": checkpoint_params(model_dir)}
+
     def existing(self, header: dict[str, Any]) -> dict[str, Any] | None:
         """With --resume, the record already in --out (None when there is none yet)."""
         path = self.config.out / "record.json"
@@ -252,7 +265,8 @@ class Runner:
                     record.system(system.name, start_seconds=system.start_seconds)
                     self.say(f"{system.name}: ready in {system.start_seconds:.1f} s")
                     weights = await system.weight_bytes()
-                    record.system(system.name, weights_mb=weights / MB if weights else None)
+                    record.system(system.name, weights_mb=weights / MB if weights else None,
+                                  batch_limit=await system.batch_limit())
                     if "throughput" in config.phases:
                         rows = selected_rows(system, config.systems)
                         for lane, row in enumerate(rows):
@@ -282,7 +296,7 @@ class Runner:
             self.say(f"{row}: run {index}/{len(plan.measured(lane))}: "
                      f"{run.tokens_per_s:.1f} tok/s ({run.output_tokens} tokens, "
                      f"{run.seconds:.2f} s)")
-        record.throughput(row, summarize_throughput(runs))
+        record.throughput(row, summarize_throughput(runs), system.name)
 
     async def latency(self, system: System, plan: Plan, record: Record) -> None:
         warm, *measured = plan.latency

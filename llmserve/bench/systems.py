@@ -45,7 +45,7 @@ from llmserve.bench.config import (
     base_row,
     replica_row,
 )
-from llmserve.bench.memory import checkpoint_weight_bytes, process_tree
+from llmserve.bench.memory import process_tree, served_weight_bytes
 from llmserve.bench.stats import LatencyRun, ThroughputRun
 from llmserve.bench.worker import AUTHKEY_ENV
 from llmserve.bench.workload import Batch
@@ -123,7 +123,13 @@ class System(ABC):
         it itself."""
 
     async def weight_bytes(self) -> int | None:
-        return checkpoint_weight_bytes(self.context.model_dir)
+        """Bytes of the weights as served (the engine's dtype): what each decode step reads."""
+        return served_weight_bytes(self.context.model_dir, self.context.engine_kwargs.get("dtype"))
+
+    async def batch_limit(self) -> int | None:
+        """The most sequences the engine decodes in one step (None: no limit of its own)."""
+        value = self.context.engine_kwargs.get("max_num_seqs")
+        return int(value) if value else None
 
     async def __aenter__(self) -> System:
         try:
@@ -259,6 +265,10 @@ class LlamacppService(Service):
         info = (await self.http().get("/info")).json()
         path = Path(info["engine"]["model_gguf"])
         return path.stat().st_size if path.is_file() else None
+
+    async def batch_limit(self) -> int | None:
+        """llama.cpp's sequence slots (LLAMACPP_PARALLEL, /info)."""
+        return int((await self.http().get("/info")).json()["engine"]["parallel"])
 
 
 def offline_batched_tokens(world_size: int) -> int | None:
@@ -485,6 +495,9 @@ class Transformers(WorkerSystem):
     name = TRANSFORMERS
     rows = (TRANSFORMERS,)
     kind = TRANSFORMERS
+
+    async def batch_limit(self) -> int | None:
+        return self.context.hf_batch_size
 
 
 SYSTEM_CLASSES: tuple[type[System], ...] = (

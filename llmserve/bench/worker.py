@@ -43,6 +43,7 @@ class OfflineVllm:
         self.llm = LLM(**kwargs)
         self.sampling = spec["sampling"]
         self.model_dir = Path(spec["model_dir"])
+        self.dtype = kwargs.get("dtype")
 
     def generate(self, token_ids: list[list[int]], max_tokens: list[int]) -> dict[str, Any]:
         from vllm import SamplingParams
@@ -56,9 +57,9 @@ class OfflineVllm:
         return {"seconds": seconds, "output_tokens": sum(per_prompt), "per_prompt": per_prompt}
 
     def weight_bytes(self) -> int | None:
-        from llmserve.bench.memory import checkpoint_weight_bytes
+        from llmserve.bench.memory import served_weight_bytes
 
-        return checkpoint_weight_bytes(self.model_dir)
+        return served_weight_bytes(self.model_dir, self.dtype)
 
 
 class Transformers:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import sys
@@ -89,6 +90,16 @@ async def in_daemon_thread(function: Callable[..., T], *args: Any) -> T:
     return await future
 
 
+def freeze_startup_heap() -> None:
+    """Leave what start-up allocated out of every later garbage collection, as vllm serve
+    does (gc.freeze after its start). The API process holds ~630 k objects once vLLM, its
+    client and the tokenizer are imported, and a full collection of them took 465-503 ms on
+    the 2-core AVX2 EPYC (after the freeze: under 0.01 ms): a pause of every stream in the
+    process whenever one ran."""
+    gc.collect()
+    gc.freeze()
+
+
 async def load_engine(
     service: Service, factory: EngineFactory, metrics: Metrics | None = None
 ) -> None:
@@ -103,6 +114,7 @@ async def load_engine(
             await engine.generate(prompts, service.sampling)
         if metrics is not None:
             service.engine = metrics.meter(engine)
+        freeze_startup_heap()
         service.state = State.READY
         log.info("engine ready: %s", service.model_dir)
     except Exception as exc:  # any start failure is fatal: a server without an engine is useless

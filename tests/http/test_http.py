@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import threading
 import time
 from collections.abc import Iterator
@@ -213,6 +214,15 @@ def test_warm_up_runs_before_ready(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, warmup_data=data, warmup_samples=2)
     with serving(settings) as (_, factory):
         assert factory.engine.calls[0].prompts == ["Say hi.", "Say hi."]
+
+
+def test_start_up_heap_is_left_out_of_garbage_collections(tmp_path: Path) -> None:
+    gc.unfreeze()  # an earlier app of this test process froze its own start-up
+    assert gc.get_freeze_count() == 0
+    with serving(make_settings(tmp_path)):
+        # Once ready, everything start-up allocated (vLLM, the tokenizer; here the fake
+        # engine and the app) is frozen: no full collection walks it while serving.
+        assert gc.get_freeze_count() > 0
 
 
 def test_start_failure_ends_the_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
