@@ -102,3 +102,41 @@ def test_facts_name_the_gguf_and_the_batching(engine: LlamaCppEngine) -> None:
     facts = engine.facts()
     assert facts["model"].endswith(".gguf") and facts["parallel"] == 4
     assert facts["n_ctx_per_sequence"] == 512 and facts["threads"] >= 1
+    assert facts["prefill_chunk"] == 128  # LLAMACPP_PREFILL_CHUNK's default
+
+
+@pytest.mark.parametrize("chunk", [16, 512])
+def test_a_new_prompt_is_prefilled_in_chunks_between_decode_steps(
+    engine: LlamaCppEngine, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream that generates keeps getting tokens while a long new prompt is prefilled:
+    one per chunk of LLAMACPP_PREFILL_CHUNK prompt tokens (a whole-prompt step, chunk 512,
+    gives it at most the one token of that step)."""
+    monkeypatch.setattr(engine.loop, "prefill_chunk", chunk)
+    long_prompt = " ".join(f"word{i}" for i in range(100))  # ~300 tokens
+    events: list[str] = []
+
+    async def scenario() -> None:
+        running = engine.stream(PROMPTS[0], Sampling(max_tokens=400, ignore_eos=True))
+        await anext(running)  # generating now
+
+        async def follow() -> None:
+            async for _ in running:
+                events.append("running")
+
+        follower = asyncio.create_task(follow())
+        events.append("submitted")
+        async for _ in engine.stream(long_prompt, Sampling(max_tokens=1, ignore_eos=True)):
+            events.append("new")
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+        await running.aclose()
+
+    asyncio.run(scenario())
+    during = events[events.index("submitted") : events.index("new")].count("running")
+    prompt_tokens = len(engine.renderer.token_ids([long_prompt])[0])
+    if chunk == 16:
+        assert during >= prompt_tokens // 16 - 2, (during, prompt_tokens)
+    else:
+        assert during <= 2, (during, prompt_tokens)
+    assert engine.unfinished == 0

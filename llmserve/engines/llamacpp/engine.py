@@ -102,7 +102,8 @@ class LlamaCppEngine(RendererTokenizer):
             raise RuntimeError("llama.cpp could not create a context")
         self.lib, self.model, self.ctx = llama_cpp, model, ctx
         self.n_ctx_seq = llama_cpp.llama_n_ctx(ctx) // self.n_seq
-        self.loop = DecodeLoop(llama_cpp, model, ctx, self.n_batch, self.n_seq)
+        self.loop = DecodeLoop(llama_cpp, model, ctx, self.n_batch, self.n_seq,
+                               settings.llamacpp_prefill_chunk)
         self.vocab_size = int(self.loop.n_vocab)
         self.decode_text = token_piece_decoder(llama_cpp, self.loop.vocab)
         description = bytes(256)
@@ -266,6 +267,7 @@ class LlamaCppEngine(RendererTokenizer):
             "parallel": self.n_seq,
             "threads": self.threads,
             "batch": self.n_batch,
+            "prefill_chunk": self.loop.prefill_chunk,
             "repack": self.repack,
             "llama_cpp_python": self.lib.__version__,
             "chat_template": not self.renderer.raw,

@@ -18,11 +18,15 @@ from llmserve.engines.llamacpp.slots import Request, sampler_chain
 class DecodeLoop:
     """Owns the llama.cpp context; `submit` and `cancel` are safe from any thread."""
 
-    def __init__(self, llama_cpp: Any, model: Any, ctx: Any, n_batch: int, n_seq: int) -> None:
+    def __init__(self, llama_cpp: Any, model: Any, ctx: Any, n_batch: int, n_seq: int,
+                 prefill_chunk: int | None = None) -> None:
+        """`prefill_chunk`: prompt tokens a step takes while other sequences generate (None:
+        as many as the batch holds); with none generating, a step takes a whole batch."""
         self.lib, self.model, self.ctx = llama_cpp, model, ctx
         self.vocab = llama_cpp.llama_model_get_vocab(model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
         self.n_batch, self.n_seq = n_batch, n_seq
+        self.prefill_chunk = min(prefill_chunk or n_batch, n_batch)
         self.batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
         self.memory = llama_cpp.llama_get_memory(ctx)
         self.waiting: collections.deque[Request] = collections.deque()
@@ -119,9 +123,13 @@ class DecodeLoop:
             if not request.prefilling:
                 add(request.output_ids[-1], request.position, request.slot, True)
                 sample_at.append((request, n - 1))
-        for request in active:  # then prompt chunks, as much as the batch holds
-            if request.prefilling and n < self.n_batch:
-                take = min(self.n_batch - n, len(request.prompt_ids) - request.fed)
+        # Then prompt chunks: while others generate, at most prefill_chunk prompt tokens, so a
+        # new prompt delays their next token by one chunk's time rather than its whole prefill.
+        limit = n + self.prefill_chunk if n else self.n_batch
+        limit = min(limit, self.n_batch)
+        for request in active:
+            if request.prefilling and n < limit:
+                take = min(limit - n, len(request.prompt_ids) - request.fed)
                 scored = request.sampling.prompt_logprobs is not None  # echo: every logit
                 for i in range(request.fed, request.fed + take):
                     last = i == len(request.prompt_ids) - 1

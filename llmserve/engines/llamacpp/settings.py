@@ -39,6 +39,13 @@ class LlamaCppEngineSettings(BaseModel):
         description="Tokens per llama_decode call (prompt chunks plus one per "
         "generating sequence).",
     )
+    llamacpp_prefill_chunk: int = Field(
+        128,
+        gt=0,
+        description="Prompt tokens a llama_decode step takes while other sequences are "
+        "generating: a new prompt then delays their next token by one chunk's time, not its "
+        "whole prefill. With none generating, a step takes LLAMACPP_BATCH prompt tokens.",
+    )
     llamacpp_repack: bool | None = Field(
         None,
         description="llama.cpp's extra CPU buffer types: weights repacked for its faster "
