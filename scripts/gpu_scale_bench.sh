@@ -3,7 +3,8 @@
 # on two GPUs, each a `llmserve bench` record (record.json, results.md) under OUT.
 #
 #   usage: bash scripts/gpu_scale_bench.sh OUT [one|fronts|two|all]    (default: all)
-#   DRY_RUN=1 prints the commands without running them; SIZE=small runs a small workload
+#   DRY_RUN=1 prints the commands without running them; REPEATS=N measured runs a row
+#   (default 2); SIZE=small runs a small workload
 #   (a check of the plumbing, e.g. on a CPU, not figures).
 #
 # On the device machine (no network), stage vLLM and the project's missing packages first,
@@ -29,7 +30,7 @@ py=${PYTHON:-python3}
 if [ "${SIZE:-full}" = small ]; then
   sizes=(-n 16 --input-len 64 --output-len 16 -c 8 --repeats 1 --warmup 0)
 else
-  sizes=(-n 2048 --input-len 256 --output-len 128 -c 1024 --repeats 2)
+  sizes=(-n 2048 --input-len 256 --output-len 128 -c 1024 --repeats "${REPEATS:-2}")
 fi
 common=(--phases throughput "${sizes[@]}" --ignore-eos --resume
         --env MAX_BATCH_PROMPTS=2048 --env MAX_WAITING_PROMPTS=4096)

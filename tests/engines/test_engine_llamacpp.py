@@ -5,12 +5,14 @@ Skipped where llama-cpp-python is not installed (requirements-llamacpp.txt)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from llmserve.engines.base import Delta, PromptTooLong, Sampling
+from llmserve.engines.structured import StructuredSpec
 from llmserve.settings import Settings
 
 pytest.importorskip("llama_cpp")
@@ -140,3 +142,19 @@ def test_a_new_prompt_is_prefilled_in_chunks_between_decode_steps(
     else:
         assert during <= 2, (during, prompt_tokens)
     assert engine.unfinished == 0
+
+
+def test_integer_bounds_of_a_schema_hold_in_sampled_answers(engine: LlamaCppEngine) -> None:
+    """llama-cpp-python's converter leaves minimum/maximum out; the engine's grammar keeps
+    them (schema.py). Sampled hot, so the unconstrained model would stray."""
+    import jsonschema
+
+    schema = {"type": "object", "required": ["score", "zip"],
+              "properties": {"score": {"type": "integer", "minimum": 1, "maximum": 5},
+                             "zip": {"type": "integer", "minimum": 100, "maximum": 99999}}}
+    spec = StructuredSpec("json", json.dumps(schema))
+    prompts = [f"Rate movie {i} from 1 to 500 and give a zip code, as JSON." for i in range(6)]
+    sampled = Sampling(max_tokens=48, temperature=1.5, seed=3, structured=spec)
+    answers = asyncio.run(engine.generate(prompts, sampled)).texts
+    for answer in answers:
+        jsonschema.validate(json.loads(answer), schema)

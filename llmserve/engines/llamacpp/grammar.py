@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from llmserve.engines.llamacpp.schema import schema_gbnf
 from llmserve.engines.structured import StructuredRefused, StructuredSpec
 
 ROOT = b"root"
@@ -14,15 +15,10 @@ ROOT = b"root"
 
 def gbnf(spec: StructuredSpec) -> str:
     """The grammar for `spec`, or StructuredRefused naming what llama.cpp cannot take."""
-    from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+    from llama_cpp.llama_grammar import JSON_GBNF
 
     if spec.kind == "json":
-        try:
-            return str(json_schema_to_gbnf(spec.value))
-        except Exception as error:  # the converter raises bare Exception, ValueError, KeyError
-            raise StructuredRefused(
-                spec.param, f"llama.cpp's JSON-schema converter cannot take it: {error!r}"
-            ) from error
+        return schema_gbnf(spec.value, spec.param)
     if spec.kind == "json_object":
         return str(JSON_GBNF)
     if spec.kind == "choice":  # a GBNF string literal escapes as a JSON string does

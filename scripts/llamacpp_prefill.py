@@ -1,0 +1,97 @@
+"""Raw llama.cpp prefill and decode speed of the bundled SmolLM2 GGUF levels, per context
+option (flash attention, ubatch), on this CPU: the measurements behind the llama.cpp engine's
+defaults (llmserve/engines/llamacpp/engine.py). One JSON record with the CPU's model and flags.
+
+    PYTHONPATH=. .venv/bin/python scripts/llamacpp_prefill.py [--levels Q4_1,Q4_0,Q8_0]
+        [--prompt 512] [--repeats 3] [--out results/llamacpp-prefill-<date>.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from llmserve.gguf.bundled import embedded_gguf
+from llmserve.harness.metadata import hardware
+from llmserve.records import write_atomic
+from llmserve.settings import load_settings
+from llmserve.system import usable_cores
+
+
+def decode_ms(lib: Any, ctx: Any, tokens: list[int], position: int) -> float:
+    """Milliseconds of one llama_decode of `tokens` at `position` in sequence 0."""
+    batch = lib.llama_batch_init(len(tokens), 0, 1)
+    try:
+        for i, token in enumerate(tokens):
+            batch.token[i], batch.pos[i] = token, position + i
+            batch.n_seq_id[i], batch.seq_id[i][0] = 1, 0
+            batch.logits[i] = i == len(tokens) - 1
+        batch.n_tokens = len(tokens)
+        start = time.perf_counter()
+        if lib.llama_decode(ctx, batch) != 0:
+            raise RuntimeError("llama_decode failed")
+        return (time.perf_counter() - start) * 1e3
+    finally:
+        lib.llama_batch_free(batch)
+
+
+def measure(lib: Any, gguf: Path, flash: int, ubatch: int, prompt: int,
+            repeats: int) -> dict[str, Any]:  # fmt: skip
+    model_params = lib.llama_model_default_params()
+    model = lib.llama_model_load_from_file(str(gguf).encode(), model_params)
+    ctx_params = lib.llama_context_default_params()
+    ctx_params.n_ctx, ctx_params.n_batch, ctx_params.n_ubatch = prompt + 64, prompt, ubatch
+    ctx_params.n_threads = ctx_params.n_threads_batch = usable_cores()
+    ctx_params.flash_attn_type = flash
+    ctx = lib.llama_init_from_model(model, ctx_params)
+    memory = lib.llama_get_memory(ctx)
+    tokens = [(i * 7919) % 30000 + 100 for i in range(prompt)]
+    prefill, step = [], []
+    try:
+        for _ in range(repeats + 1):  # the first is a warm-up
+            lib.llama_memory_clear(memory, True)
+            prefill.append(decode_ms(lib, ctx, tokens, 0))
+            step.append(statistics.median(
+                decode_ms(lib, ctx, [tokens[i]], prompt + i) for i in range(16)))
+    finally:
+        lib.llama_free(ctx)
+        lib.llama_model_free(model)
+    ms = statistics.median(prefill[1:])
+    return {"flash_attn_type": flash, "ubatch": ubatch, "prefill_ms": ms,
+            "prefill_tok_s": prompt / ms * 1e3, "decode_ms": statistics.median(step[1:])}
+
+
+def main() -> int:
+    import llama_cpp
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--levels", default="Q4_1,Q4_0,Q8_0")
+    parser.add_argument("--prompt", type=int, default=512, help="prompt tokens")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    out = args.out or Path(f"results/llamacpp-prefill-{datetime.now(UTC):%Y%m%d-%H%M%S}.json")
+    settings = load_settings()
+    llama_cpp.llama_backend_init()
+    record: dict[str, Any] = {"hardware": hardware(), "prompt_tokens": args.prompt,
+                              "llama_cpp_python": llama_cpp.__version__, "rows": []}  # fmt: skip
+    for level in args.levels.split(","):
+        gguf = embedded_gguf(settings.cache_dir, level)
+        for flash, ubatch in itertools.product((-1, 0), (512, 256, 128)):
+            row = {"level": level, **measure(llama_cpp, gguf, flash, ubatch, args.prompt,
+                                             args.repeats)}  # fmt: skip
+            record["rows"].append(row)
+            write_atomic(out, json.dumps(record, indent=1) + "\n")
+            print(json.dumps(row), flush=True)
+    print(f"record: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
