@@ -10,6 +10,7 @@ and writes a JSON record (default results/structured-<date>.json; results/ is gi
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -104,8 +105,10 @@ def validity(work: list[tuple[str, str]], answers: list[dict[str, Any]]) -> dict
             failures.append({"kind": kind, "finish_reason": choice["finish_reason"],
                              "tokens": answer["usage"]["completion_tokens"],
                              "text": text[:200], "error": str(error)[:200]})  # fmt: skip
+    # Every failure counted by schema and the first line of its error; five shown whole.
+    reasons = collections.Counter(f"{f['kind']}: {f['error'].splitlines()[0]}" for f in failures)
     return {"requests": len(answers), "valid": valid, "cut_at_max_tokens": cut,
-            "failures": failures[:5]}  # fmt: skip
+            "failure_reasons": dict(reasons.most_common()), "failures": failures[:5]}  # fmt: skip
 
 
 def throughput(answers: list[dict[str, Any]], seconds: float) -> dict[str, float]:
