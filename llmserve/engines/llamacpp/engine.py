@@ -30,7 +30,7 @@ from llmserve.engines.base import (
 from llmserve.engines.llamacpp.grammar import checked_gbnf
 from llmserve.engines.llamacpp.loop import DecodeLoop
 from llmserve.engines.llamacpp.scores import token_logprobs
-from llmserve.engines.llamacpp.slots import Request, token_piece_decoder
+from llmserve.engines.llamacpp.slots import Request, decode, token_pieces
 from llmserve.engines.render import PromptRenderer, RendererTokenizer, check_ids
 from llmserve.system import cpu_flags, usable_cores
 
@@ -111,7 +111,7 @@ class LlamaCppEngine(RendererTokenizer):
         self.loop = DecodeLoop(llama_cpp, model, ctx, self.n_batch, self.n_seq,
                                settings.llamacpp_prefill_chunk)
         self.vocab_size = int(self.loop.n_vocab)
-        self.decode_text = token_piece_decoder(llama_cpp, self.loop.vocab)
+        self.pieces = token_pieces(llama_cpp, self.loop.vocab)
         description = bytes(256)
         size = llama_cpp.llama_model_desc(model, description, len(description))
         self.description = description[: max(size, 0)].decode(errors="replace")
@@ -159,7 +159,7 @@ class LlamaCppEngine(RendererTokenizer):
             # max_tokens 0 (score the prompt only): one token is generated and left out.
             max_tokens=min(max(sampling.max_tokens, 1), self.max_model_len - len(ids)),
             emit=emit,
-            decode_text=self.decode_text,
+            pieces=self.pieces,
             grammar=checked_gbnf(self.lib, self.loop.vocab, sampling.structured),
             index=index,
         )
@@ -213,7 +213,7 @@ class LlamaCppEngine(RendererTokenizer):
         return Delta("".join(text), last.output_tokens, len(ids), last.finish_reason), request
 
     def _piece(self, token: int) -> str:
-        return self.decode_text([token])
+        return decode(self.pieces([token]))
 
     def _logprobs(self, request: Request) -> tuple[TokenLogprobs | None, TokenLogprobs | None]:
         """The answer's and the prompt's TokenLogprobs, where the sampling asked for them."""
