@@ -25,7 +25,7 @@ Attachment = str | Mapping[str, Any]
 class SharedEngines(Protocol):
     """The engines an API_SERVERS supervisor starts and its fronts attach to."""
 
-    def attachments(self, front: int) -> list[Attachment]:
+    def attachments(self, front: int) -> Sequence[Attachment]:
         """What front number `front` attaches to: one per replica."""
         ...
 

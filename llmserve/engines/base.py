@@ -76,6 +76,15 @@ class PromptRejected(EngineError, ValueError):
         self.param = param
 
 
+class StructuredRefused(EngineError, ValueError):
+    """The engine's structured-output backend cannot compile a request's constraint
+    (engines/structured.py): the HTTP layer's 400, naming `param`."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(f"{param}: {message}")
+        self.param = param
+
+
 class EngineDead(EngineError):
     """The engine died; it serves nothing more (the HTTP layer's 503). The message is the
     failure that revealed it."""

@@ -1,6 +1,6 @@
 """Structured output as the engine seam carries it: one constraint per request (a JSON
-schema, any JSON object, a regex, a choice list or a grammar), and the error an engine raises
-when its backend cannot compile it (the HTTP layer's 400, naming the request field).
+schema, any JSON object, a regex, a choice list or a grammar). An engine whose backend cannot
+compile one raises base.StructuredRefused (the HTTP layer's 400, naming the request field).
 
 Each engine translates a StructuredSpec with its own library: vLLM's StructuredOutputsParams
 (llmserve.engines.vllm.structured), llama-cpp-python's grammars
@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any, Literal
-
-from llmserve.engines.base import EngineError
 
 Kind = Literal["json", "json_object", "regex", "choice", "grammar"]
 
@@ -33,11 +31,3 @@ class StructuredSpec:
 
     def choices(self) -> list[str]:
         return list(json.loads(self.value))
-
-
-class StructuredRefused(EngineError, ValueError):
-    """The engine's structured-output backend cannot compile a request's constraint."""
-
-    def __init__(self, param: str, message: str) -> None:
-        super().__init__(f"{param}: {message}")
-        self.param = param

@@ -21,8 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from llmserve.engines.base import EngineDead, PromptRejected, PromptTooLong
-from llmserve.engines.structured import StructuredRefused
+from llmserve.engines.base import EngineDead, PromptRejected, PromptTooLong, StructuredRefused
 from llmserve.server.openai.errors import OpenAIError, is_openai_path, openai_error
 from llmserve.server.schema import BadRequest
 from llmserve.server.state import EngineUnavailable, Service

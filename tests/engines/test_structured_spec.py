@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from llmserve.engines.base import Sampling
+from llmserve.engines.base import Sampling, StructuredRefused
 from llmserve.engines.process import wire
-from llmserve.engines.structured import StructuredRefused, StructuredSpec
+from llmserve.engines.structured import StructuredSpec
 from llmserve.server.openai.tools import ToolAnswer, ToolMode
 
 

@@ -9,8 +9,8 @@ import re
 
 import pytest
 
+from llmserve.engines.base import StructuredRefused
 from llmserve.engines.llamacpp.schema import integer_rule, refusal, schema_gbnf
-from llmserve.engines.structured import StructuredRefused
 
 pytest.importorskip("llama_cpp")
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from llmserve.engines.base import StructuredRefused
 from llmserve.engines.llamacpp.schema import schema_gbnf
-from llmserve.engines.structured import StructuredRefused, StructuredSpec
+from llmserve.engines.structured import StructuredSpec
 
 ROOT = b"root"
 

@@ -16,7 +16,7 @@ import json
 import math
 from typing import Any
 
-from llmserve.engines.structured import StructuredRefused
+from llmserve.engines.base import StructuredRefused
 
 # What the converter enforces (its `visit`) or what only annotates.
 ENFORCED = {

@@ -20,11 +20,11 @@ from llmserve.engines.base import (
     PromptTooLong,
     RawText,
     Sampling,
+    StructuredRefused,
     TokenIds,
     TokenLogprob,
     TokenLogprobs,
 )
-from llmserve.engines.structured import StructuredRefused
 
 
 def encode_prompt(prompt: Prompt) -> Any:

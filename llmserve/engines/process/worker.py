@@ -31,12 +31,18 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.requests import ClientDisconnect
 
 from llmserve.engines import load_engine_factory
-from llmserve.engines.base import Engine, EngineDead, EngineError, PromptRejected, PromptTooLong
+from llmserve.engines.base import (
+    Engine,
+    EngineDead,
+    EngineError,
+    PromptRejected,
+    PromptTooLong,
+    StructuredRefused,
+)
 from llmserve.engines.guard import ClientGone, engine_failure, guarded
 from llmserve.engines.process import wire
 from llmserve.engines.process.client import KEEPALIVE_S, raise_open_files_limit
 from llmserve.engines.replicas import unfinished
-from llmserve.engines.structured import StructuredRefused
 from llmserve.lifeline import exit_with_parent
 
 STATUS = {PromptTooLong: 413, PromptRejected: 400, EngineDead: 503, StructuredRefused: 400}

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from llmserve.engines.attach import Attachment
     from llmserve.settings import Settings
 
 
@@ -97,7 +96,7 @@ class SharedCores:
         ]  # fmt: skip
         self.managers: list[Any] = []
 
-    def attachments(self, front: int) -> list[Attachment]:
+    def attachments(self, front: int) -> list[dict[str, Any]]:
         """What front number `front` attaches to: its CoreClient of each replica's core."""
         return [replica[front].asdict() for replica in self.clients]
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmserve.engines.structured import StructuredRefused, StructuredSpec
+from llmserve.engines.base import StructuredRefused
+from llmserve.engines.structured import StructuredSpec
 
 
 def structured_params(spec: StructuredSpec | None) -> dict[str, Any]:
