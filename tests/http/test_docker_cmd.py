@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -56,7 +57,10 @@ def test_the_image_cmd_serves_and_drains_on_sigterm(tmp_path: Path) -> None:
         log = server.log_text()
         assert "Waiting for connections to close" in log  # uvicorn drained a live request
         assert "Traceback" not in log, log[-3000:]
-        assert "leaked" not in log, log[-3000:]
+        # multiprocessing's resource tracker: "... leaked shared_memory objects to clean up".
+        # (Not nanobind's "leaked N instances" of triton's bindings at exit, which vLLM's
+        # processes print on the AVX-512 Xeon: harmless, and not ours to free.)
+        assert not re.search(r"leaked \w+ objects", log), log[-3000:]
     finally:
         server.stop()
 
