@@ -13,6 +13,9 @@ the CPU computes bf16 natively (flag avx512_bf16 or amx_bf16); elsewhere float32
   --output-len 64 --eager --repeats 3 --warmup 1`, output tok/s median of 3: bf16 401.4 and
   381.1 (two engine starts), float32 129.0: bf16 is 3.0x float32 there, so auto keeps bf16
   (all runs in llmserve/engines/vllm/cpu_env.py's docstring).
+- Intel Xeon @ 2.80GHz with AVX-512 but no native bf16 (avx512f, avx512_vnni, no avx512_bf16,
+  no AMX), 2 cores, 2026-12-07, the same offline row through `llmserve bench --env DTYPE=<d>`:
+  float32 194.4, bf16 60.2 tok/s: AVX-512 alone does not make bf16 pay (docs/engines.md).
 A quantized checkpoint keeps its own dtype under auto: its kernels compute in 16 bits
 (vLLM-CPU's W4A16 kernel has no float32 path).
 
