@@ -48,15 +48,22 @@ def decode_ms(lib: Any, ctx: Any, tokens: list[int], position: int,
         lib.llama_batch_free(batch)
 
 
-def measure(lib: Any, gguf: Path, flash: int, ubatch: int, prompt: int,
-            repeats: int) -> dict[str, Any]:  # fmt: skip
-    model_params = lib.llama_model_default_params()
-    model = lib.llama_model_load_from_file(str(gguf).encode(), model_params)
+def open_context(lib: Any, gguf: Path, prompt: int, ubatch: int, flash: int,
+                 n_seq: int) -> tuple[Any, Any]:  # fmt: skip
+    """The model and a context of n_seq sequences of prompt + 64 tokens each, a batch of
+    `prompt` tokens, the usable cores as threads (as the engine)."""
+    model = lib.llama_model_load_from_file(str(gguf).encode(), lib.llama_model_default_params())
     ctx_params = lib.llama_context_default_params()
-    ctx_params.n_ctx, ctx_params.n_batch, ctx_params.n_ubatch = prompt + 64, prompt, ubatch
+    ctx_params.n_ctx, ctx_params.n_seq_max = (prompt + 64) * n_seq, n_seq
+    ctx_params.n_batch, ctx_params.n_ubatch = prompt, ubatch
     ctx_params.n_threads = ctx_params.n_threads_batch = usable_cores()
     ctx_params.flash_attn_type = flash
-    ctx = lib.llama_init_from_model(model, ctx_params)
+    return model, lib.llama_init_from_model(model, ctx_params)
+
+
+def measure(lib: Any, gguf: Path, flash: int, ubatch: int, prompt: int,
+            repeats: int) -> dict[str, Any]:  # fmt: skip
+    model, ctx = open_context(lib, gguf, prompt, ubatch, flash, n_seq=1)
     memory = lib.llama_get_memory(ctx)
     tokens = [(i * 7919) % 30000 + 100 for i in range(prompt)]
     prefill, step = [], []
@@ -79,12 +86,7 @@ def measure_batches(lib: Any, gguf: Path, prompt: int, batches: list[int],
     """Median ms of a decode step of B sequences for each B, with the engine's context options
     (flash attention auto, ubatch = batch, a KV cache of prompt + 64 per sequence)."""
     n_seq = max(batches)
-    model = lib.llama_model_load_from_file(str(gguf).encode(), lib.llama_model_default_params())
-    ctx_params = lib.llama_context_default_params()
-    ctx_params.n_ctx, ctx_params.n_seq_max = (prompt + 64) * n_seq, n_seq
-    ctx_params.n_batch = ctx_params.n_ubatch = prompt
-    ctx_params.n_threads = ctx_params.n_threads_batch = usable_cores()
-    ctx = lib.llama_init_from_model(model, ctx_params)
+    model, ctx = open_context(lib, gguf, prompt, prompt, -1, n_seq)
     memory = lib.llama_get_memory(ctx)
     tokens = [(i * 7919) % 30000 + 100 for i in range(prompt)]
     rows = []
