@@ -52,6 +52,7 @@ from llmserve.bench.workload import Batch
 from llmserve.errors import LlmserveError, ServerError
 from llmserve.harness.client import post_predict
 from llmserve.harness.launch import serve_command
+from llmserve.harness.signals import shielded
 from llmserve.lifeline import lifeline_command
 from llmserve.process import ServerProcess, free_port
 
@@ -135,12 +136,20 @@ class System(ABC):
         try:
             await self.start()
         except BaseException:
-            await self.stop()
+            await self.stopped()
             raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
+        await self.stopped()
+
+    async def stopped(self) -> None:
+        """`stop`, with a second Ctrl-C or SIGTERM held until it is done. Seen on an H100
+        host, where `timeout` TERMs its whole group and scripts/gpu_scale_bench.sh TERMs the
+        bench again: after "interrupted", the stop of the server being started failed ("no
+        running event loop", "Task was destroyed but it is pending!")."""
+        with shielded():
+            await self.stop()
 
 
 class HttpSystem(System):

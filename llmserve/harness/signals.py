@@ -53,15 +53,26 @@ def interrupts_raise() -> Iterator[None]:
 @contextlib.contextmanager
 def shielded() -> Iterator[None]:
     """Hold SIGINT/SIGTERM while cleaning up or writing a record, so that a second Ctrl-C
-    cannot leave a server running or half a line; they are delivered right after."""
+    cannot leave a server running or half a line; one that came is raised right after.
+
+    The signals are deferred by handler, not blocked: a mask holds only the thread that sets
+    it, and the kernel gives a process's signal to any thread that does not block it (an
+    asyncio.to_thread worker, a client's reader), after which Python runs the raising handler
+    on the main thread all the same (tests/unit/test_signals.py).
+    """
     if not _on_main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTS)
+    came: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: came.append(signum))
+                for sig in INTERRUPTS}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if came:
+            signal.raise_signal(came[0])
 
 
 def run_tool(
