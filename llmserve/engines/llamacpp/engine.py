@@ -99,7 +99,11 @@ class LlamaCppEngine(RendererTokenizer):
         # `scripts/llamacpp_prefill.py` (one llama_decode of 512 prompt tokens, 2 threads),
         # tok/s with flash attention auto / off: bundled Q4_1 at ubatch 512: 277 / 183, 256:
         # 259 / 228, 128: 245 / 261; Q4_0 at 512: 544 / 455; Q8_0 at 512: 480 / 389. Threads:
-        # the usable cores (both for batches too: prefill is compute-bound).
+        # the usable cores (both for batches too: prefill is compute-bound); 2-core AVX-512
+        # Xeon, 2026-12-08, Q4_1, 8 concurrent streams of 128 in / 64 out through
+        # /v1/completions: 2 threads 65.1 tok/s, 1 thread 35.7 (docs/engines.md). The KV
+        # cache stays llama.cpp's default, one stream per sequence (kv_unified off): one
+        # shared stream gave 71.3 tok/s against 76.5 there (scripts/llamacpp_steps.py).
         ctx_params.n_batch = ctx_params.n_ubatch = self.n_batch
         ctx_params.n_threads = ctx_params.n_threads_batch = self.threads
         ctx = llama_cpp.llama_init_from_model(model, ctx_params)
