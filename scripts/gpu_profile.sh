@@ -6,7 +6,10 @@
 #
 #   usage: bash scripts/gpu_profile.sh OUT [API_SERVERS]    (default 1)
 #   PYSPY=path/to/py-spy (default: py-spy), PYTHON=python (default python3),
-#   SINGLES=4096 requests, SECONDS_=25 seconds sampled
+#   SINGLES=4096 requests, SECONDS_=25 seconds sampled; the service's other settings come from
+#   the environment (e.g. ENGINE_REPLICAS=2). Where nvidia-smi is, the GPU's busy share per
+#   second goes to OUT/gpu-API_SERVERS.txt (`nvidia-smi dmon -s u`) for the same seconds.
+#   Summary: python scripts/pyspy_summary.py OUT/stacks-API_SERVERS.txt
 set -euo pipefail
 out=${1:?usage: gpu_profile.sh OUT [API_SERVERS]}
 fronts=${2:-1}
@@ -27,6 +30,9 @@ done
 "$pyspy" record --pid "$server" --subprocesses --rate 100 --duration "${SECONDS_:-25}" \
   --format raw -o "$out/stacks-$fronts.txt" --nonblocking &
 spy=$!
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi dmon -s u -d 1 -c "${SECONDS_:-25}" >"$out/gpu-$fronts.txt" 2>&1 &
+fi
 "$py" -m llmserve load --url "http://127.0.0.1:$port" --singles "${SINGLES:-4096}" --lists 0 \
   --verify 0 --no-progress --out "$out/load-$fronts.json" || true
 wait "$spy" || true
