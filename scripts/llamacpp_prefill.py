@@ -23,7 +23,7 @@ from typing import Any
 
 from llmserve.gguf.bundled import embedded_gguf
 from llmserve.harness.metadata import hardware
-from llmserve.records import write_atomic
+from llmserve.records import write_json
 from llmserve.settings import load_settings
 from llmserve.system import usable_cores
 
@@ -131,14 +131,14 @@ def main() -> int:
             batches = [int(b) for b in args.decode_batches.split(",")]
             for row in measure_batches(llama_cpp, gguf, args.prompt, batches, args.repeats):
                 record["rows"].append({"level": level, **row})
-                write_atomic(out, json.dumps(record, indent=1) + "\n")
+                write_json(out, record)
                 print(json.dumps(record["rows"][-1]), flush=True)
             continue
         for flash, ubatch in itertools.product((-1, 0), (512, 256, 128)):
             row = {"level": level, **measure(llama_cpp, gguf, flash, ubatch, args.prompt,
                                              args.repeats)}  # fmt: skip
             record["rows"].append(row)
-            write_atomic(out, json.dumps(record, indent=1) + "\n")
+            write_json(out, record)
             print(json.dumps(row), flush=True)
     print(f"record: {out}")
     return 0

@@ -22,7 +22,7 @@ from typing import Any
 
 from llmserve.engines.base import Sampling, TokenIds
 from llmserve.harness.metadata import hardware
-from llmserve.records import write_atomic
+from llmserve.records import write_json
 from llmserve.settings import Settings
 
 
@@ -122,13 +122,13 @@ def main() -> int:
     args = parser.parse_args()
     out = args.out or Path(f"results/llamacpp/steps-{datetime.now(UTC):%Y%m%d-%H%M%S}.json")
     record: dict[str, Any] = {"hardware": hardware(), "rows": []}
-    for level in args.levels.split(","):
-        for concurrency in (int(c) for c in args.concurrency.split(",")):
-            row = run(level, concurrency, args.n, args.input_len, args.output_len,
-                      args.kv_unified)  # fmt: skip
-            record["rows"].append(row)
-            write_atomic(out, json.dumps(record, indent=1) + "\n")
-            print(json.dumps(row), flush=True)
+    levels, concurrencies = args.levels.split(","), args.concurrency.split(",")
+    runs = [(level, int(c)) for level in levels for c in concurrencies]
+    for level, concurrency in runs:
+        record["rows"].append(run(level, concurrency, args.n, args.input_len, args.output_len,
+                                  args.kv_unified))  # fmt: skip
+        write_json(out, record)  # each row as it comes: a crash keeps the rows before it
+        print(json.dumps(record["rows"][-1]), flush=True)
     print(f"record: {out}")
     return 0
 
